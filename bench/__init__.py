@@ -1,0 +1,1 @@
+"""Benchmarks for Samizdat: scripts, not tests. Run ``python -m bench.run_all``."""

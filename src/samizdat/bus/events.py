@@ -1,0 +1,59 @@
+"""What travels between nodes: pushes to users' devices and cache invalidations.
+
+Events are small frozen dataclasses with a bytes codec, so the NATS adapter and the
+in-process bus carry exactly the same thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """Deliver one serialised update body to users; ``seq`` is None for ephemeral updates."""
+
+    body: bytes
+    targets: tuple[tuple[int, int | None], ...]
+    skip_device: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DevicesRevoked:
+    device_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatChanged:
+    chat_id: int
+
+
+BusEvent = Push | DevicesRevoked | ChatChanged
+
+
+def encode(event: BusEvent) -> bytes:
+    match event:
+        case Push(body, targets, skip):
+            return orjson.dumps({"t": "push", "b": body.decode(), "to": targets, "skip": skip})
+        case DevicesRevoked(ids):
+            return orjson.dumps({"t": "revoked", "ids": ids})
+        case ChatChanged(chat_id):
+            return orjson.dumps({"t": "chat", "id": chat_id})
+
+
+def decode(data: bytes) -> BusEvent:
+    obj = orjson.loads(data)
+    match obj.get("t"):
+        case "push":
+            targets = tuple((int(u), None if s is None else int(s)) for u, s in obj["to"])
+            return Push(obj["b"].encode(), targets, obj["skip"])
+        case "revoked":
+            return DevicesRevoked(tuple(int(i) for i in obj["ids"]))
+        case "chat":
+            return ChatChanged(int(obj["id"]))
+    raise ValueError(f"unknown bus event type {obj.get('t')!r}")
+
+
+__all__ = ["BusEvent", "ChatChanged", "DevicesRevoked", "Push", "decode", "encode"]

@@ -1,0 +1,1 @@
+"""Domain model and rules: frozen dataclasses and pure functions, no I/O."""

@@ -1,0 +1,349 @@
+"""Every RPC method: its name, parameter model, result model and whether it needs a device.
+
+The same table drives the WebSocket dispatcher, the HTTP routes (``POST /api/<method>``),
+OpenAPI, the SDK and the fuzz tests, so a method is declared exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from samizdat.protocol.models import Chat, Device, Dialog, Message, NumberedUpdate, PhoneVisibility, User
+
+MAX_TEXT_LENGTH = 4096
+MAX_TITLE_LENGTH = 128
+MAX_BATCH_IDS = 100
+MAX_HISTORY_LIMIT = 200
+MAX_DIFFERENCE_LIMIT = 1000
+MAX_GROUP_MEMBERS = 10_000
+
+Id = Annotated[int, Field(ge=1, lt=2**53)]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_LENGTH)]
+Title = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TITLE_LENGTH)]
+DisplayName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+RandomId = Annotated[int, Field(ge=-(2**63), lt=2**63)]
+Emoji = Annotated[str, StringConstraints(min_length=1, max_length=16)]
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Result(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Empty(Params):
+    pass
+
+
+class Ok(Result):
+    ok: bool = True
+
+
+# --- auth ---------------------------------------------------------------------------------
+class SendCodeParams(Params):
+    phone: Annotated[str, StringConstraints(min_length=3, max_length=32)]
+
+
+class SendCodeResult(Result):
+    expires_in: int
+    code_length: int
+
+
+class SignInParams(Params):
+    phone: Annotated[str, StringConstraints(min_length=3, max_length=32)]
+    code: Annotated[str, StringConstraints(min_length=1, max_length=16)]
+    device_name: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "device"
+    display_name: DisplayName | None = None
+
+
+class SignInResult(Result):
+    token: str = Field(description="256-bit device token; shown once, store it safely")
+    device_id: int
+    user: User
+    new_user: bool
+
+
+class AuthorizeParams(Params):
+    token: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class AuthorizeResult(Result):
+    user: User
+    device_id: int
+    seq: int
+
+
+# --- profile and users --------------------------------------------------------------------
+class UpdateProfileParams(Params):
+    display_name: DisplayName | None = None
+    phone_visibility: PhoneVisibility | None = None
+
+
+class SetUsernameParams(Params):
+    username: Annotated[str, StringConstraints(max_length=64)] | None
+
+
+class ResolveParams(Params):
+    peer: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        description="@username or +phone"
+    )
+
+
+class UserIdParams(Params):
+    user_id: Id
+
+
+class ContactsResult(Result):
+    users: list[User]
+
+
+# --- devices ------------------------------------------------------------------------------
+class DevicesResult(Result):
+    devices: list[Device]
+
+
+class RevokeDeviceParams(Params):
+    device_id: Id
+
+
+class RevokeOthersResult(Result):
+    revoked: int
+
+
+# --- chats and groups ---------------------------------------------------------------------
+class OpenPrivateParams(Params):
+    user_id: Id
+
+
+class CreateGroupParams(Params):
+    title: Title
+    member_ids: Annotated[list[Id], Field(max_length=MAX_BATCH_IDS)] = Field(default_factory=list)
+
+
+class ChatIdParams(Params):
+    chat_id: Id
+
+
+class AddMembersParams(Params):
+    chat_id: Id
+    user_ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_BATCH_IDS)]
+
+
+class RemoveMemberParams(Params):
+    chat_id: Id
+    user_id: Id
+
+
+class RenameParams(Params):
+    chat_id: Id
+    title: Title
+
+
+class SetAdminParams(Params):
+    chat_id: Id
+    user_id: Id
+    admin: bool
+
+
+class MembersParams(Params):
+    chat_id: Id
+    offset: Annotated[int, Field(ge=0)] = 0
+    limit: Annotated[int, Field(ge=1, le=MAX_HISTORY_LIMIT)] = 100
+
+
+class MembersResult(Result):
+    user_ids: list[int]
+    total: int
+
+
+# --- messages -----------------------------------------------------------------------------
+class SendMessageParams(Params):
+    chat_id: Id
+    text: Text
+    random_id: RandomId
+    reply_to_id: Id | None = None
+
+
+class SentResult(Result):
+    message: Message
+    seq: int
+
+
+class ForwardParams(Params):
+    from_chat_id: Id
+    message_ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_BATCH_IDS)]
+    to_chat_id: Id
+    random_id: RandomId
+
+
+class ForwardResult(Result):
+    messages: list[Message]
+    seq: int
+
+
+class EditParams(Params):
+    chat_id: Id
+    message_id: Id
+    text: Text
+
+
+class DeleteParams(Params):
+    chat_id: Id
+    message_ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_BATCH_IDS)]
+    for_everyone: bool = False
+
+
+class ReactParams(Params):
+    chat_id: Id
+    message_id: Id
+    emoji: Emoji | None = Field(None, description="None removes your reaction")
+
+
+class ReadParams(Params):
+    chat_id: Id
+    max_id: Id
+
+
+class SeqResult(Result):
+    seq: int
+
+
+class HistoryParams(Params):
+    chat_id: Id
+    before_id: Id | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_HISTORY_LIMIT)] = 50
+
+
+class HistoryResult(Result):
+    messages: list[Message] = Field(description="Newest first")
+
+
+class DialogsParams(Params):
+    limit: Annotated[int, Field(ge=1, le=MAX_HISTORY_LIMIT)] = 100
+
+
+class DialogsResult(Result):
+    dialogs: list[Dialog]
+
+
+# --- updates ------------------------------------------------------------------------------
+class StateResult(Result):
+    seq: int
+
+
+class DifferenceParams(Params):
+    since: Annotated[int, Field(ge=0)]
+    limit: Annotated[int, Field(ge=1, le=MAX_DIFFERENCE_LIMIT)] = 500
+
+
+class DifferenceResult(Result):
+    updates: list[NumberedUpdate]
+    seq: int = Field(description="Your newest update number")
+    more: bool = Field(description="True when limit cut the list; ask again from the last seq")
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    name: str
+    params: type[Params]
+    result: type[BaseModel]
+    needs_device: bool
+    summary: str
+    http: bool = True
+
+
+_ALL = [
+    Method("auth.send_code", SendCodeParams, SendCodeResult, False, "Send a login code to a phone"),
+    Method("auth.sign_in", SignInParams, SignInResult, False, "Sign in (or up) with the code"),
+    Method("auth.authorize", AuthorizeParams, AuthorizeResult, False,
+           "Bind this WebSocket to a device token", http=False),
+    Method("users.me", Empty, User, True, "Your own user"),
+    Method("users.get", UserIdParams, User, True, "A user by id"),
+    Method("users.resolve", ResolveParams, User, True, "Find a user by @username or +phone"),
+    Method("profile.update", UpdateProfileParams, User, True, "Change display name or privacy"),
+    Method("profile.set_username", SetUsernameParams, User, True, "Set or clear your username"),
+    Method("contacts.add", UserIdParams, Ok, True, "Add a user to your contacts"),
+    Method("contacts.remove", UserIdParams, Ok, True, "Remove a user from your contacts"),
+    Method("contacts.list", Empty, ContactsResult, True, "Your contacts"),
+    Method("devices.list", Empty, DevicesResult, True, "Your logged-in devices"),
+    Method("devices.revoke", RevokeDeviceParams, Ok, True, "Log a device out now"),
+    Method("devices.revoke_others", Empty, RevokeOthersResult, True, "Log out all other devices"),
+    Method("chats.open_private", OpenPrivateParams, Chat, True, "Get or create a 1:1 chat"),
+    Method("chats.get", ChatIdParams, Chat, True, "A chat you are a member of"),
+    Method("chats.members", MembersParams, MembersResult, True, "Page through a chat's members"),
+    Method("groups.create", CreateGroupParams, Chat, True, "Create a group; you become admin"),
+    Method("groups.add", AddMembersParams, Chat, True, "Add members (admins only)"),
+    Method("groups.remove", RemoveMemberParams, Chat, True, "Remove a member (admins only)"),
+    Method("groups.leave", ChatIdParams, Ok, True, "Leave a group"),
+    Method("groups.rename", RenameParams, Chat, True, "Rename a group (admins only)"),
+    Method("groups.set_admin", SetAdminParams, Chat, True, "Grant or revoke admin (admins only)"),
+    Method("messages.send", SendMessageParams, SentResult, True, "Send a text message"),
+    Method("messages.forward", ForwardParams, ForwardResult, True, "Forward messages"),
+    Method("messages.edit", EditParams, SentResult, True, "Edit your own message"),
+    Method("messages.delete", DeleteParams, SeqResult, True, "Delete for me or for everyone"),
+    Method("messages.react", ReactParams, SeqResult, True, "Set or clear your reaction"),
+    Method("messages.read", ReadParams, SeqResult, True, "Mark a chat read up to a message"),
+    Method("messages.typing", ChatIdParams, Ok, True, "Tell members you are typing"),
+    Method("messages.history", HistoryParams, HistoryResult, True, "Page back through a chat"),
+    Method("dialogs.list", DialogsParams, DialogsResult, True, "Your chats, newest first"),
+    Method("updates.state", Empty, StateResult, True, "Your newest update number"),
+    Method("updates.difference", DifferenceParams, DifferenceResult, True,
+           "Every update after `since`, in order"),
+]
+
+METHODS: dict[str, Method] = {m.name: m for m in _ALL}
+
+__all__ = [
+    "MAX_GROUP_MEMBERS",
+    "MAX_TEXT_LENGTH",
+    "METHODS",
+    "AddMembersParams",
+    "AuthorizeParams",
+    "AuthorizeResult",
+    "ChatIdParams",
+    "ContactsResult",
+    "CreateGroupParams",
+    "DeleteParams",
+    "DevicesResult",
+    "DialogsParams",
+    "DialogsResult",
+    "DifferenceParams",
+    "DifferenceResult",
+    "EditParams",
+    "Empty",
+    "ForwardParams",
+    "ForwardResult",
+    "HistoryParams",
+    "HistoryResult",
+    "MembersParams",
+    "MembersResult",
+    "Method",
+    "Ok",
+    "OpenPrivateParams",
+    "Params",
+    "ReactParams",
+    "ReadParams",
+    "RemoveMemberParams",
+    "RenameParams",
+    "ResolveParams",
+    "Result",
+    "RevokeDeviceParams",
+    "RevokeOthersResult",
+    "SendCodeParams",
+    "SendCodeResult",
+    "SendMessageParams",
+    "SentResult",
+    "SeqResult",
+    "SetAdminParams",
+    "SetUsernameParams",
+    "SignInParams",
+    "SignInResult",
+    "StateResult",
+    "UpdateProfileParams",
+    "UserIdParams",
+]

@@ -1,0 +1,92 @@
+"""``create_app``: explicit wiring of settings, store, bus, clock and verifier into an ASGI app."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.responses import Response
+from starlette.routing import WebSocketRoute
+
+from samizdat.bus.events import BusEvent, DevicesRevoked
+from samizdat.bus.ports import Bus
+from samizdat.core.ids import SnowflakeGenerator
+from samizdat.protocol.errors import SamizdatError
+from samizdat.server.clock import Clock
+from samizdat.server.deps import Deps
+from samizdat.server.directory import ChatDirectory
+from samizdat.server.gateway import Gateway
+from samizdat.server.http import add_rpc_routes, error_response, install_openapi
+from samizdat.server.hub import Hub
+from samizdat.server.metrics import Metrics
+from samizdat.server.rpc import Dispatcher
+from samizdat.server.services.auth import AuthService
+from samizdat.server.settings import ServerSettings
+from samizdat.server.verifier import CodeIssuer
+from samizdat.store.sql import SqlStore
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: ServerSettings,
+    store: SqlStore,
+    bus: Bus,
+    clock: Clock,
+    issuer: CodeIssuer,
+) -> FastAPI:
+    """Build the ASGI app. The caller owns store/bus lifetimes only until the app starts:
+    the app's lifespan starts them and closes them on shutdown."""
+    metrics = Metrics()
+    deps = Deps(settings, store, bus, clock, SnowflakeGenerator(settings.node_id), metrics,
+                ChatDirectory(store))
+    auth = AuthService(deps, issuer)
+    dispatcher = Dispatcher(deps, auth)
+    hub = Hub(metrics, deps.chats.invalidate)
+
+    def on_event(event: BusEvent) -> None:
+        if isinstance(event, DevicesRevoked):
+            auth.forget(event.device_ids)
+        hub.handle(event)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await store.start()
+        await bus.start(on_event)
+        log.info("samizdat ready", extra={"dev": settings.dev})
+        try:
+            yield
+        finally:
+            await bus.close()
+            await store.close()
+
+    app = FastAPI(
+        title="Samizdat",
+        version="0.1.0",
+        description="RPC over HTTP: every method of the WebSocket protocol, one POST each.",
+        lifespan=lifespan,
+    )
+    app.state.deps = deps
+    app.state.hub = hub
+    add_rpc_routes(app, dispatcher)
+    install_openapi(app)
+    app.router.routes.append(WebSocketRoute("/ws", Gateway(dispatcher, hub)))
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> Response:
+        try:
+            await store.ping()
+        except SamizdatError as exc:
+            return error_response(exc)
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return app
+
+
+__all__ = ["create_app"]

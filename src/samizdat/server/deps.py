@@ -1,0 +1,52 @@
+"""What a use-case service needs, wired once in ``create_app`` and passed explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from samizdat.bus.events import BusEvent, ChatChanged
+from samizdat.bus.ports import Bus
+from samizdat.core.ids import DeviceId, SnowflakeGenerator, UserId
+from samizdat.server.clock import Clock
+from samizdat.server.directory import ChatDirectory
+from samizdat.server.metrics import Metrics
+from samizdat.server.settings import ServerSettings
+from samizdat.store.sql import SqlStore
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling: a device after auth.authorize / Bearer token, or nobody yet."""
+
+    user_id: UserId
+    device_id: DeviceId
+    ip: str
+
+
+@dataclass(frozen=True, slots=True)
+class Anonymous:
+    ip: str
+
+
+@dataclass(slots=True)
+class Deps:
+    settings: ServerSettings
+    store: SqlStore
+    bus: Bus
+    clock: Clock
+    ids: SnowflakeGenerator
+    metrics: Metrics
+    chats: ChatDirectory
+
+    def new_id(self) -> int:
+        return self.ids.next(self.clock.now())
+
+    async def publish(self, event: BusEvent) -> None:
+        await self.bus.publish(event)
+
+    async def chat_changed(self, chat_id: int) -> None:
+        self.chats.invalidate(chat_id)
+        await self.bus.publish(ChatChanged(chat_id))
+
+
+__all__ = ["Anonymous", "Caller", "Deps"]

@@ -1,0 +1,155 @@
+"""The WebSocket gateway: a thin shuttle between a socket and the sans-I/O protocol.
+
+One socket per device. Frames are read in order; each request runs as its own task (up to
+``max_inflight_per_connection`` at once, so a client can pipeline sends into one group
+commit); replies and pushed updates leave through the connection's outbox. Bad frames get a
+typed error frame and the socket stays open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from samizdat.protocol.errors import (
+    ErrorCode,
+    InternalError,
+    ProtocolError,
+    SamizdatError,
+)
+from samizdat.protocol.frames import Request, decode_request, encode_error, encode_result
+from samizdat.protocol.methods import AuthorizeParams, Method
+from samizdat.protocol.session import ConnEvent, ConnState
+from samizdat.server.deps import Anonymous, Caller
+from samizdat.server.hub import Connection, Hub
+from samizdat.server.rpc import Dispatcher
+from samizdat.server.services.users import UserService
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    def __init__(self, dispatcher: Dispatcher, hub: Hub) -> None:
+        self.dispatcher = dispatcher
+        self.hub = hub
+        self.limits = dispatcher.deps.settings.limits
+        self._users = UserService(dispatcher.deps)
+
+    async def __call__(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        ip = websocket.client.host if websocket.client else "unknown"
+
+        async def send(text: str) -> None:
+            await websocket.send({"type": "websocket.send", "text": text})
+
+        async def close(code: int, reason: str) -> None:
+            with contextlib.suppress(Exception):
+                await websocket.close(code, reason)
+
+        conn = Connection(send, close, max_outbox=self.limits.max_outbox_frames)
+        pump = asyncio.create_task(conn.pump())
+        inflight = asyncio.Semaphore(self.limits.max_inflight_per_connection)
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while conn.closing is None:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                data = message.get("text")
+                if data is None:
+                    data = message.get("bytes")
+                if data is None:
+                    continue
+                await self._on_frame(conn, ip, data, inflight, tasks)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            if conn.state.state is ConnState.READY:
+                self.hub.unregister(conn)
+            for task in tasks:
+                task.cancel()
+            if not pump.done():
+                conn.close_soon(1000, "bye")
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(pump, timeout=1.0)
+                pump.cancel()
+
+    async def _on_frame(
+        self,
+        conn: Connection,
+        ip: str,
+        data: str | bytes,
+        inflight: asyncio.Semaphore,
+        tasks: set[asyncio.Task[None]],
+    ) -> None:
+        try:
+            request = decode_request(data, max_bytes=self.limits.max_frame_bytes)
+        except ProtocolError as exc:
+            conn.push(encode_error(exc.debug_context.get("request_id"), exc))
+            return
+        try:
+            spec = self.dispatcher.method(request.method)
+            conn.state.check_allowed(spec.needs_device)
+            params = self.dispatcher.parse(spec, request.params)
+            if spec.name == "auth.authorize":
+                assert isinstance(params, AuthorizeParams)
+                await self._authorize(conn, ip, request, params)
+                return
+            who: Caller | Anonymous
+            if spec.needs_device:
+                who = Caller(conn.user_id, conn.device_id, ip)  # type: ignore[arg-type]
+                self.dispatcher.check_rate(who)
+            else:
+                who = Anonymous(ip)
+        except SamizdatError as exc:
+            conn.push(encode_error(request.id, exc))
+            return
+        await inflight.acquire()
+        task = asyncio.create_task(self._run(conn, spec, who, request, params, inflight))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def _run(
+        self,
+        conn: Connection,
+        spec: Method,
+        who: Caller | Anonymous,
+        request: Request,
+        params: Any,
+        inflight: asyncio.Semaphore,
+    ) -> None:
+        try:
+            result = await self.dispatcher.call(spec, who, params)
+            conn.push(encode_result(request.id, result))
+        except SamizdatError as exc:
+            conn.push(encode_error(request.id, exc))
+        finally:
+            inflight.release()
+
+    async def _authorize(
+        self, conn: Connection, ip: str, request: Request, params: AuthorizeParams
+    ) -> None:
+        if conn.state.state is not ConnState.AWAITING_AUTH:
+            raise ProtocolError("this connection is already authorised", code=ErrorCode.BAD_FRAME)
+        caller = await self.dispatcher.auth.authenticate(params.token, ip)
+        conn.user_id = caller.user_id
+        conn.device_id = caller.device_id
+        conn.state.fire(ConnEvent.AUTHORIZED)
+        self.hub.register(conn)
+        try:
+            await self.dispatcher.auth.on_connect(caller)
+            me = await self._users.me(caller, None)  # type: ignore[arg-type]
+            seq = await self.dispatcher.deps.store.current_seq(caller.user_id)
+        except SamizdatError:
+            raise
+        except Exception as exc:
+            log.exception("authorize failed")
+            raise InternalError() from exc
+        conn.push(encode_result(request.id, {"user": me, "device_id": caller.device_id, "seq": seq}))
+
+
+__all__ = ["Gateway"]

@@ -1,0 +1,122 @@
+"""This node's live connections, and delivery of bus events to them.
+
+Each connection has a bounded outbox drained by its own task, so one slow socket never holds
+up delivery to the others; a socket that falls too far behind is closed and its device
+catches up with ``updates.difference`` when it reconnects (nothing is lost: the log has it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from samizdat.bus.events import BusEvent, ChatChanged, DevicesRevoked, Push
+from samizdat.protocol.errors import WS_CLOSE_REVOKED, WS_CLOSE_SLOW_CONSUMER
+from samizdat.protocol.frames import encode_update
+from samizdat.protocol.session import ConnEvent, ServerConnection
+from samizdat.server.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+SendText = Callable[[str], Awaitable[None]]
+Close = Callable[[int, str], Awaitable[None]]
+
+
+class Connection:
+    """One device's socket as the hub sees it: identity, state, outbox."""
+
+    def __init__(self, send: SendText, close: Close, *, max_outbox: int) -> None:
+        self._send = send
+        self._close = close
+        self.max_outbox = max_outbox
+        self.state = ServerConnection()
+        self.user_id = 0
+        self.device_id = 0
+        self._outbox: deque[str] = deque()
+        self._wakeup = asyncio.Event()
+        self.closing: tuple[int, str] | None = None
+
+    def push(self, frame: bytes | str) -> None:
+        if self.closing is not None:
+            return
+        if len(self._outbox) >= self.max_outbox:
+            self.close_soon(WS_CLOSE_SLOW_CONSUMER, "too far behind; reconnect and resync")
+            return
+        self._outbox.append(frame if isinstance(frame, str) else frame.decode())
+        self._wakeup.set()
+
+    def close_soon(self, code: int, reason: str) -> None:
+        if self.closing is None:
+            self.closing = (code, reason)
+            self._wakeup.set()
+
+    def revoke(self) -> None:
+        self.state.fire(ConnEvent.REVOKED)
+        self.close_soon(WS_CLOSE_REVOKED, "this device was logged out")
+
+    async def pump(self) -> None:
+        """Send queued frames until the connection is told to close; then close it."""
+        outbox = self._outbox
+        while True:
+            while outbox and self.closing is None:
+                await self._send(outbox.popleft())
+            if self.closing is not None:
+                code, reason = self.closing
+                await self._close(code, reason)
+                return
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+
+class Hub:
+    def __init__(self, metrics: Metrics, on_chat_changed: Callable[[int], None]) -> None:
+        self.metrics = metrics
+        self._by_user: dict[int, set[Connection]] = {}
+        self._by_device: dict[int, Connection] = {}
+        self._on_chat_changed = on_chat_changed
+
+    def register(self, conn: Connection) -> None:
+        self._by_user.setdefault(conn.user_id, set()).add(conn)
+        self._by_device[conn.device_id] = conn
+        self.metrics.connections.set(len(self._by_device))
+
+    def unregister(self, conn: Connection) -> None:
+        peers = self._by_user.get(conn.user_id)
+        if peers is not None:
+            peers.discard(conn)
+            if not peers:
+                del self._by_user[conn.user_id]
+        if self._by_device.get(conn.device_id) is conn:
+            del self._by_device[conn.device_id]
+        self.metrics.connections.set(len(self._by_device))
+
+    def online(self, user_id: int) -> bool:
+        return user_id in self._by_user
+
+    def handle(self, event: BusEvent) -> None:
+        match event:
+            case Push(body, targets, skip):
+                delivered = 0
+                by_user = self._by_user
+                for user, seq in targets:
+                    conns = by_user.get(user)
+                    if not conns:
+                        continue
+                    frame = encode_update(body, seq).decode()
+                    for conn in conns:
+                        if conn.device_id != skip:
+                            conn.push(frame)
+                            delivered += 1
+                self.metrics.deliveries.inc(delivered)
+            case DevicesRevoked(ids):
+                for device_id in ids:
+                    conn = self._by_device.get(device_id)
+                    if conn is not None:
+                        conn.revoke()
+            case ChatChanged(chat_id):
+                self._on_chat_changed(chat_id)
+
+
+__all__ = ["Connection", "Hub"]

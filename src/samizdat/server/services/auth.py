@@ -1,0 +1,151 @@
+"""Sign-up/sign-in with a phone and a one-time code; device tokens; device management."""
+
+from __future__ import annotations
+
+from samizdat.bus.events import DevicesRevoked
+from samizdat.core.ids import DeviceId, UserId
+from samizdat.core.login_codes import CodeCheck, CodePolicy, check_code, raise_for
+from samizdat.core.model import Account, Device
+from samizdat.core.phone import parse_phone
+from samizdat.core.ratelimit import KeyedLimiter
+from samizdat.crypto import new_token, token_digest
+from samizdat.protocol.errors import AuthError, ErrorCode, NotFound
+from samizdat.protocol.methods import (
+    Empty,
+    RevokeDeviceParams,
+    SendCodeParams,
+    SignInParams,
+)
+from samizdat.protocol.models import PhoneVisibility
+from samizdat.server import wire
+from samizdat.server.deps import Anonymous, Caller, Deps
+from samizdat.server.verifier import CodeIssuer
+
+NEW_USER_NAME = "New user"
+
+
+class AuthService:
+    def __init__(self, deps: Deps, issuer: CodeIssuer) -> None:
+        self.deps = deps
+        self.issuer = issuer
+        limits = deps.settings.limits
+        self.policy = CodePolicy(
+            ttl_seconds=deps.settings.verifier.code_ttl_seconds,
+            max_attempts=deps.settings.verifier.max_attempts,
+        )
+        self._per_ip = KeyedLimiter[str](
+            limits.auth_per_ip_per_minute / 60.0, limits.auth_per_ip_per_minute, what="login attempts"
+        )
+        self._per_phone = KeyedLimiter[bytes](
+            limits.codes_per_phone_per_hour / 3600.0, limits.codes_per_phone_per_hour,
+            what="login codes for this number",
+        )
+        self._callers: dict[bytes, Caller] = {}
+        self._digest_of: dict[int, bytes] = {}
+
+    def _limit_ip(self, ip: str) -> None:
+        if self.deps.settings.limits.rate_limits:
+            self._per_ip.check(ip, self.deps.clock.now())
+
+    async def send_code(self, anon: Anonymous, p: SendCodeParams) -> wire.Json:
+        self._limit_ip(anon.ip)
+        phone = parse_phone(p.phone)
+        keyring = self.deps.store.keyring
+        lookup = keyring.phone_lookup(phone.e164)
+        self._per_phone.check(lookup, self.deps.clock.now())
+        code = await self.issuer.issue(phone)
+        expires_at = self.deps.clock.now() + self.policy.ttl_seconds
+        await self.deps.store.put_code(lookup, keyring.code_digest(phone.e164, code), expires_at)
+        return {"expires_in": int(self.policy.ttl_seconds), "code_length": len(code)}
+
+    async def sign_in(self, anon: Anonymous, p: SignInParams) -> wire.Json:
+        self._limit_ip(anon.ip)
+        phone = parse_phone(p.phone)
+        store = self.deps.store
+        lookup = store.keyring.phone_lookup(phone.e164)
+        now = self.deps.clock.now()
+        pending = await store.pending_code(lookup)
+        outcome = check_code(pending, store.keyring.code_digest(phone.e164, p.code), now, self.policy)
+        if outcome is CodeCheck.WRONG:
+            await store.count_code_attempt(lookup)
+        elif outcome in (CodeCheck.EXPIRED, CodeCheck.TOO_MANY_ATTEMPTS):
+            async with store.write() as conn:
+                await store.consume_code(conn, lookup)
+        raise_for(outcome)
+
+        existing = await store.user_by_phone(lookup)
+        token = new_token()
+        account = existing or Account(
+            id=UserId(self.deps.new_id()),
+            display_name=p.display_name or NEW_USER_NAME,
+            username=None,
+            phone_visibility=PhoneVisibility.NOBODY,
+            created_at=now,
+        )
+        dev = Device(DeviceId(self.deps.new_id()), account.id, p.device_name, now, now, False)
+        async with store.write() as conn:
+            if not await store.consume_code(conn, lookup):
+                raise AuthError("this code was already used", code=ErrorCode.CODE_EXPIRED)
+            if existing is None:
+                await store.create_user(conn, account, phone.e164)
+            await store.create_device(conn, dev, token_digest(token))
+        return {
+            "token": token,
+            "device_id": dev.id,
+            "user": wire.user(account, phone=phone.e164, own=True),
+            "new_user": existing is None,
+        }
+
+    async def authenticate(self, token: str, ip: str) -> Caller:
+        """Resolve a device token; raise UNAUTHORIZED or TOKEN_REVOKED."""
+        digest = token_digest(token)
+        cached = self._callers.get(digest)
+        if cached is not None:
+            return Caller(cached.user_id, cached.device_id, ip)
+        dev = await self.deps.store.device_by_token(digest)
+        if dev is None:
+            raise AuthError("unknown device token; sign in again")
+        if dev.revoked:
+            raise AuthError("this device was logged out; sign in again", code=ErrorCode.TOKEN_REVOKED)
+        caller = Caller(dev.user_id, dev.id, ip)
+        if len(self._callers) > 100_000:
+            self._callers.clear()
+            self._digest_of.clear()
+        self._callers[digest] = caller
+        self._digest_of[dev.id] = digest
+        return caller
+
+    def forget(self, device_ids: tuple[int, ...]) -> None:
+        """Drop cached tokens of revoked devices (called for every DevicesRevoked event)."""
+        for device_id in device_ids:
+            digest = self._digest_of.pop(device_id, None)
+            if digest is not None:
+                self._callers.pop(digest, None)
+
+    async def on_connect(self, caller: Caller) -> None:
+        await self.deps.store.touch_device(caller.device_id, self.deps.clock.now())
+
+    # --- devices -------------------------------------------------------------------------
+    async def list_devices(self, caller: Caller, _: Empty) -> wire.Json:
+        devices = await self.deps.store.list_devices(caller.user_id)
+        return {"devices": [wire.device(d, current=d.id == caller.device_id) for d in devices]}
+
+    async def revoke(self, caller: Caller, p: RevokeDeviceParams) -> wire.Json:
+        revoked = await self.deps.store.revoke_devices(
+            caller.user_id, [DeviceId(p.device_id)], self.deps.clock.now()
+        )
+        if not revoked:
+            raise NotFound("no such device of yours", code=ErrorCode.DEVICE_NOT_FOUND)
+        await self.deps.publish(DevicesRevoked((p.device_id,)))
+        return {"ok": True}
+
+    async def revoke_others(self, caller: Caller, _: Empty) -> wire.Json:
+        others = [d.id for d in await self.deps.store.list_devices(caller.user_id)]
+        others = [d for d in others if d != caller.device_id]
+        count = await self.deps.store.revoke_devices(caller.user_id, others, self.deps.clock.now())
+        if others:
+            await self.deps.publish(DevicesRevoked(tuple(others)))
+        return {"revoked": count}
+
+
+__all__ = ["AuthService"]

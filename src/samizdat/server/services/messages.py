@@ -1,0 +1,210 @@
+"""Sending and changing messages; read receipts; typing; history and dialogs.
+
+Every send is checked against the cached member list (no query), sealed and committed by the
+store's group-commit writer, acknowledged only after the commit, then pushed to every other
+device of every member, the sender's other devices included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from samizdat.bus.events import Push
+from samizdat.core import rules
+from samizdat.core.ids import ChatId, MessageId, UserId
+from samizdat.core.model import Forward, Membership, Message
+from samizdat.core.updates import Delivery, UpdateKind, UpdateRef
+from samizdat.protocol.errors import ErrorCode, NotFound, PermissionDenied
+from samizdat.protocol.methods import (
+    ChatIdParams,
+    DeleteParams,
+    DialogsParams,
+    EditParams,
+    ForwardParams,
+    HistoryParams,
+    ReactParams,
+    ReadParams,
+    SendMessageParams,
+)
+from samizdat.protocol.models import ChatKind
+from samizdat.server import wire
+from samizdat.server.deps import Caller, Deps
+from samizdat.server.services.publish import publish_deliveries
+from samizdat.store.sql import SendOutcome, append_updates, fan_out
+
+_INT64 = 2**63
+
+
+def _own_seq(deliveries: list[Delivery], user: UserId) -> int | None:
+    seqs = [d.seq for d in deliveries if d.user_id == user]
+    return max(seqs) if seqs else None
+
+
+class MessageService:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    async def _membership(self, caller: Caller, chat_id: int) -> Membership:
+        return rules.require_member(await self.deps.chats.get(ChatId(chat_id)), caller.user_id)
+
+    async def _seq_or_current(self, deliveries: list[Delivery], user: UserId) -> int:
+        seq = _own_seq(deliveries, user)
+        return seq if seq is not None else await self.deps.store.current_seq(user)
+
+    async def _store(self, caller: Caller, membership: Membership, msg: Message) -> SendOutcome:
+        started = time.perf_counter()
+        outcome = await self.deps.store.send(msg, membership.members)
+        if not outcome.duplicate:
+            body = wire.dumps({"type": "new_message", "message": wire.message(outcome.message)})
+            targets = tuple((d.user_id, d.seq) for d in outcome.deliveries)
+            await self.deps.publish(Push(body, targets, caller.device_id))
+            self.deps.metrics.messages.inc()
+        self.deps.metrics.send_latency.observe(time.perf_counter() - started)
+        return outcome
+
+    async def send(self, caller: Caller, p: SendMessageParams) -> wire.Json:
+        membership = await self._membership(caller, p.chat_id)
+        text = rules.validate_text(p.text)
+        if p.reply_to_id is not None:
+            await self._existing(membership.chat.id, [MessageId(p.reply_to_id)])
+        msg = Message(
+            id=MessageId(self.deps.new_id()),
+            chat_id=membership.chat.id,
+            sender_id=caller.user_id,
+            date=self.deps.clock.now(),
+            text=text,
+            random_id=p.random_id,
+            reply_to_id=MessageId(p.reply_to_id) if p.reply_to_id else None,
+        )
+        outcome = await self._store(caller, membership, msg)
+        return {"message": wire.message(outcome.message), "seq": outcome.sender_seq}
+
+    async def _existing(self, chat_id: ChatId, ids: list[MessageId]) -> dict[MessageId, Message]:
+        found = await self.deps.store.get_messages(chat_id, ids)
+        if len(found) != len(set(ids)) or any(m.deleted for m in found.values()):
+            raise NotFound("message not found in this chat", code=ErrorCode.MESSAGE_NOT_FOUND)
+        return found
+
+    async def forward(self, caller: Caller, p: ForwardParams) -> wire.Json:
+        source = await self._membership(caller, p.from_chat_id)
+        target = await self._membership(caller, p.to_chat_id)
+        originals = await self._existing(source.chat.id, [MessageId(i) for i in p.message_ids])
+        now = self.deps.clock.now()
+        drafts = []
+        for index, message_id in enumerate(dict.fromkeys(p.message_ids)):
+            original = originals[MessageId(message_id)]
+            origin = original.forward or Forward(original.chat_id, original.id, original.sender_id)
+            drafts.append(
+                Message(
+                    id=MessageId(self.deps.new_id()),
+                    chat_id=target.chat.id,
+                    sender_id=caller.user_id,
+                    date=now,
+                    text=original.text,
+                    random_id=(p.random_id + index + _INT64) % (2 * _INT64) - _INT64,
+                    forward=origin,
+                )
+            )
+        outcomes = await asyncio.gather(*(self._store(caller, target, d) for d in drafts))
+        return {
+            "messages": [wire.message(o.message) for o in outcomes],
+            "seq": max(o.sender_seq for o in outcomes),
+        }
+
+    async def edit(self, caller: Caller, p: EditParams) -> wire.Json:
+        membership = await self._membership(caller, p.chat_id)
+        text = rules.validate_text(p.text)
+        store = self.deps.store
+        message_id = MessageId(p.message_id)
+        original = (await self._existing(membership.chat.id, [message_id]))[message_id]
+        rules.require_author(original, caller.user_id)
+        now = self.deps.clock.now()
+        async with store.write() as conn:
+            await store.edit_message(conn, original, text, now)
+            deliveries = await append_updates(
+                conn,
+                fan_out(membership.members,
+                        UpdateRef(UpdateKind.MESSAGE_EDITED, membership.chat.id, (message_id,))),
+            )
+        edited = (await store.get_messages(membership.chat.id, [message_id]))[message_id]
+        await publish_deliveries(self.deps, deliveries, messages={message_id: edited},
+                                 skip_device=caller.device_id)
+        return {"message": wire.message(edited), "seq": _own_seq(deliveries, caller.user_id) or 0}
+
+    async def delete(self, caller: Caller, p: DeleteParams) -> wire.Json:
+        membership = await self._membership(caller, p.chat_id)
+        chat = membership.chat
+        ids = [MessageId(i) for i in dict.fromkeys(p.message_ids)]
+        found = await self._existing(chat.id, ids)
+        store = self.deps.store
+        ref = UpdateRef(UpdateKind.MESSAGES_DELETED, chat.id, tuple(ids), for_everyone=p.for_everyone)
+        if p.for_everyone:
+            is_admin = chat.kind is ChatKind.GROUP and caller.user_id in chat.admin_ids
+            if not is_admin and any(m.sender_id != caller.user_id for m in found.values()):
+                raise PermissionDenied(
+                    "only the author (or a group admin) can delete for everyone",
+                    code=ErrorCode.NOT_AUTHOR,
+                )
+            targets = fan_out(membership.members, ref)
+        else:
+            targets = [(caller.user_id, ref)]
+        async with store.write() as conn:
+            if p.for_everyone:
+                await store.delete_for_everyone(conn, ids)
+            else:
+                await store.hide_for(conn, caller.user_id, ids)
+            deliveries = await append_updates(conn, targets)
+        await publish_deliveries(self.deps, deliveries, skip_device=caller.device_id)
+        return {"seq": _own_seq(deliveries, caller.user_id) or 0}
+
+    async def react(self, caller: Caller, p: ReactParams) -> wire.Json:
+        membership = await self._membership(caller, p.chat_id)
+        message_id = MessageId(p.message_id)
+        await self._existing(membership.chat.id, [message_id])
+        store = self.deps.store
+        ref = UpdateRef(UpdateKind.REACTION, membership.chat.id, (message_id,),
+                        actor=caller.user_id, emoji=p.emoji)
+        async with store.write() as conn:
+            old = await store.set_reaction(conn, message_id, caller.user_id, p.emoji)
+            deliveries = [] if old == p.emoji else await append_updates(
+                conn, fan_out(membership.members, ref)
+            )
+        updated = await store.get_messages(membership.chat.id, [message_id])
+        await publish_deliveries(self.deps, deliveries, messages=updated, skip_device=caller.device_id)
+        return {"seq": await self._seq_or_current(deliveries, caller.user_id)}
+
+    async def read(self, caller: Caller, p: ReadParams) -> wire.Json:
+        membership = await self._membership(caller, p.chat_id)
+        chat_id = membership.chat.id
+        store = self.deps.store
+        async with store.write() as conn:
+            previous, senders = await store.mark_read(conn, chat_id, caller.user_id, p.max_id)
+            deliveries: list[Delivery] = []
+            if p.max_id > previous:
+                targets = [(caller.user_id, UpdateRef(UpdateKind.READ_INBOX, chat_id, max_id=p.max_id))]
+                outbox = UpdateRef(UpdateKind.READ_OUTBOX, chat_id, actor=caller.user_id, max_id=p.max_id)
+                targets += fan_out(senders, outbox)
+                deliveries = await append_updates(conn, targets)
+        await publish_deliveries(self.deps, deliveries, skip_device=caller.device_id)
+        return {"seq": await self._seq_or_current(deliveries, caller.user_id)}
+
+    async def typing(self, caller: Caller, p: ChatIdParams) -> wire.Json:
+        membership = await self._membership(caller, p.chat_id)
+        body = wire.dumps({"type": "typing", "chat_id": membership.chat.id, "user_id": caller.user_id})
+        targets = tuple((u, None) for u in membership.members if u != caller.user_id)
+        await self.deps.publish(Push(body, targets))
+        return {"ok": True}
+
+    async def history(self, caller: Caller, p: HistoryParams) -> wire.Json:
+        membership = await self._membership(caller, p.chat_id)
+        before = MessageId(p.before_id) if p.before_id else None
+        found = await self.deps.store.history(caller.user_id, membership.chat.id, before, p.limit)
+        return {"messages": [wire.message(m) for m in found]}
+
+    async def dialogs(self, caller: Caller, p: DialogsParams) -> wire.Json:
+        rows = await self.deps.store.dialogs(caller.user_id, p.limit)
+        return {"dialogs": [wire.dialog(d, caller.user_id) for d in rows]}
+
+
+__all__ = ["MessageService"]

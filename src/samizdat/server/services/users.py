@@ -1,0 +1,96 @@
+"""Profiles, usernames, contacts and user lookup, with the phone-number privacy rule applied."""
+
+from __future__ import annotations
+
+from samizdat.core.ids import UserId
+from samizdat.core.model import Account
+from samizdat.core.phone import parse_phone
+from samizdat.core.rules import normalize_username, phone_visible_to
+from samizdat.protocol.errors import ErrorCode, NotFound, SamizdatError
+from samizdat.protocol.methods import (
+    Empty,
+    ResolveParams,
+    SetUsernameParams,
+    UpdateProfileParams,
+    UserIdParams,
+)
+from samizdat.server import wire
+from samizdat.server.deps import Caller, Deps
+
+
+class UserService:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    async def view(self, account: Account, viewer: UserId) -> wire.Json:
+        """A user as ``viewer`` may see them: the phone only if the owner's setting allows."""
+        store = self.deps.store
+        own = account.id == viewer
+        is_contact = (not own) and await store.is_contact_of(account.id, viewer)
+        visible = phone_visible_to(
+            account.phone_visibility, owner=account.id, viewer=viewer, viewer_is_contact=is_contact
+        )
+        phone = await store.user_phone(account.id) if visible else None
+        return wire.user(account, phone=phone, own=own)
+
+    async def _account(self, user_id: UserId) -> Account:
+        account = await self.deps.store.get_user(user_id)
+        if account is None:
+            raise NotFound("no such user", code=ErrorCode.USER_NOT_FOUND)
+        return account
+
+    async def me(self, caller: Caller, _: Empty) -> wire.Json:
+        return await self.view(await self._account(caller.user_id), caller.user_id)
+
+    async def get(self, caller: Caller, p: UserIdParams) -> wire.Json:
+        return await self.view(await self._account(UserId(p.user_id)), caller.user_id)
+
+    async def resolve(self, caller: Caller, p: ResolveParams) -> wire.Json:
+        """Find by @username, or by +phone (you must already know the number to ask)."""
+        store = self.deps.store
+        peer = p.peer.strip()
+        found: Account | None
+        if peer.startswith("+"):
+            try:
+                phone = parse_phone(peer)
+            except SamizdatError:
+                raise NotFound("no user with that number", code=ErrorCode.USER_NOT_FOUND) from None
+            found = await store.user_by_phone(store.keyring.phone_lookup(phone.e164))
+        else:
+            try:
+                _, key = normalize_username(peer)
+            except SamizdatError:
+                raise NotFound("no user with that username", code=ErrorCode.USER_NOT_FOUND) from None
+            found = await store.user_by_username(key)
+        if found is None:
+            raise NotFound(f"no user found for {peer[:1]}…", code=ErrorCode.USER_NOT_FOUND)
+        return await self.view(found, caller.user_id)
+
+    async def update_profile(self, caller: Caller, p: UpdateProfileParams) -> wire.Json:
+        await self.deps.store.update_profile(caller.user_id, p.display_name, p.phone_visibility)
+        return await self.me(caller, Empty())
+
+    async def set_username(self, caller: Caller, p: SetUsernameParams) -> wire.Json:
+        if p.username is None or p.username == "":
+            await self.deps.store.set_username(caller.user_id, None, None)
+        else:
+            name, key = normalize_username(p.username)
+            await self.deps.store.set_username(caller.user_id, name, key)
+        return await self.me(caller, Empty())
+
+    async def add_contact(self, caller: Caller, p: UserIdParams) -> wire.Json:
+        await self._account(UserId(p.user_id))
+        await self.deps.store.add_contact(caller.user_id, UserId(p.user_id))
+        return {"ok": True}
+
+    async def remove_contact(self, caller: Caller, p: UserIdParams) -> wire.Json:
+        await self.deps.store.remove_contact(caller.user_id, UserId(p.user_id))
+        return {"ok": True}
+
+    async def contacts(self, caller: Caller, _: Empty) -> wire.Json:
+        ids = await self.deps.store.contact_ids(caller.user_id)
+        accounts = await self.deps.store.get_users(ids)
+        return {"users": [await self.view(accounts[i], caller.user_id) for i in ids if i in accounts]}
+
+
+__all__ = ["UserService"]

@@ -1,0 +1,93 @@
+"""Server configuration: frozen, validated, loaded once by the CLI and passed down.
+
+A TOML file (``samizdat serve --config FILE``) may set any of these; command-line flags win.
+Unknown keys are refused with the key's name, so a typo never silently falls back.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LimitSettings(Section):
+    max_frame_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    max_outbox_frames: int = Field(4096, ge=16, description="queued frames before a slow socket is dropped")
+    max_inflight_per_connection: int = Field(256, ge=1)
+    rate_limits: bool = True
+    requests_per_second: float = Field(200.0, gt=0, description="per device, sustained")
+    request_burst: float = Field(1000.0, gt=0, description="per device")
+    auth_per_ip_per_minute: float = Field(30.0, gt=0)
+    codes_per_phone_per_hour: float = Field(5.0, gt=0)
+
+
+class StorageSettings(Section):
+    database_url: str | None = Field(None, description="postgresql+asyncpg://... ; SQLite under data dir if unset")
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    max_batch: int = Field(1024, ge=1, le=100_000)
+
+
+class VerifierSettings(Section):
+    webhook_url: HttpUrl | None = None
+    code_ttl_seconds: float = Field(300.0, gt=0, le=3600)
+    max_attempts: int = Field(5, ge=1, le=20)
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    data_dir: Path = Path("./var")
+    dev: bool = False
+    node_id: int = Field(0, ge=0, le=15)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    limits: LimitSettings = LimitSettings()
+    storage: StorageSettings = StorageSettings()
+    verifier: VerifierSettings = VerifierSettings()
+
+    @property
+    def database_url(self) -> str:
+        if self.storage.database_url:
+            return self.storage.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'samizdat.sqlite3'}"
+
+
+class ConfigError(ValueError):
+    """The configuration file is unreadable or invalid; the message names the key."""
+
+
+def load_settings(path: Path | None, **overrides: object) -> ServerSettings:
+    """Read ``path`` (TOML) if given, apply non-None overrides, validate everything."""
+    data: dict[str, object] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return ServerSettings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from exc
+
+
+__all__ = [
+    "ConfigError",
+    "LimitSettings",
+    "ServerSettings",
+    "StorageSettings",
+    "VerifierSettings",
+    "load_settings",
+]

@@ -1,0 +1,751 @@
+"""The SQL store: every query written once in SQLAlchemy Core, for SQLite and PostgreSQL.
+
+Writes that users wait on most (sends) go through a group-commit writer: sends queue up while
+the previous batch commits, then the whole batch commits in one transaction of a handful of
+statements, and only then is each sender acknowledged. Other writes run in ``write()``
+transactions, serialised with the batches by one lock per node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from samizdat.core.ids import ChatId, DeviceId, MessageId, UserId
+from samizdat.core.login_codes import PendingCode
+from samizdat.core.model import Account, Chat, Device, DialogRow, Membership, Message
+from samizdat.core.updates import Delivery, UpdateKind, UpdateRef
+from samizdat.crypto import Keyring
+from samizdat.protocol.errors import Conflict, ErrorCode, Unavailable
+from samizdat.protocol.models import PhoneVisibility
+from samizdat.store import rows
+from samizdat.store.engine import Engines
+from samizdat.store.tables import (
+    chats,
+    contacts,
+    devices,
+    hidden_messages,
+    login_codes,
+    members,
+    messages,
+    reactions,
+    update_seqs,
+    updates,
+    users,
+)
+
+log = logging.getLogger(__name__)
+
+_BUMP_SEQ = (
+    update(update_seqs)
+    .where(update_seqs.c.user_id == bindparam("u"))
+    .values(seq=update_seqs.c.seq + bindparam("n"))
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    message: Message
+    sender_seq: int
+    deliveries: list[Delivery]
+    duplicate: bool
+
+
+@dataclass(slots=True)
+class _PendingSend:
+    message: Message
+    recipients: frozenset[UserId]
+    future: asyncio.Future[SendOutcome] = field(repr=False)
+
+
+async def append_updates(
+    conn: AsyncConnection, targets: Sequence[tuple[UserId, UpdateRef]]
+) -> list[Delivery]:
+    """Number and store updates; seqs per user are contiguous and in ``targets`` order.
+
+    Two statements whatever the number of users: bump every counter, then read them back
+    (the rows stay locked by this transaction, so the numbers are ours alone).
+    """
+    if not targets:
+        return []
+    counts = Counter(user for user, _ in targets)
+    ordered = sorted(counts)  # one lock order for every writer: no deadlocks on PostgreSQL
+    await conn.execute(_BUMP_SEQ, [{"u": u, "n": counts[u]} for u in ordered])
+    result = await conn.execute(
+        select(update_seqs.c.user_id, update_seqs.c.seq).where(update_seqs.c.user_id.in_(ordered))
+    )
+    next_seq = {row.user_id: row.seq - counts[row.user_id] + 1 for row in result}
+    deliveries: list[Delivery] = []
+    for user, ref in targets:
+        seq = next_seq[user]
+        next_seq[user] = seq + 1
+        deliveries.append(Delivery(user, seq, ref))
+    await conn.execute(
+        insert(updates), [rows.update_values(d.user_id, d.seq, d.ref) for d in deliveries]
+    )
+    return deliveries
+
+
+def fan_out(users_: Iterable[UserId], ref: UpdateRef) -> list[tuple[UserId, UpdateRef]]:
+    return [(user, ref) for user in users_]
+
+
+class SqlStore:
+    """One DC's database. Construct, ``await start()``, and ``await close()`` when done."""
+
+    def __init__(self, engines: Engines, keyring: Keyring, *, max_batch: int = 1024) -> None:
+        self.engines = engines
+        self.keyring = keyring
+        self.max_batch = max_batch
+        self._write_lock = asyncio.Lock()
+        self._sends: asyncio.Queue[_PendingSend] = asyncio.Queue()
+        self._writer_task: asyncio.Task[None] | None = None
+        self.batches_committed = 0
+
+    async def start(self) -> None:
+        self._writer_task = asyncio.create_task(self._send_writer(), name="group-commit")
+
+    async def close(self) -> None:
+        if self._writer_task is not None:
+            self._writer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer_task
+        await self.engines.dispose()
+
+    async def ping(self) -> None:
+        async with self._read() as conn:
+            await conn.execute(select(1))
+
+    # --- transactions --------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction, serialised with group commits on this node."""
+        async with self._write_lock:
+            try:
+                async with self.engines.writer.begin() as conn:
+                    yield conn
+            except IntegrityError:
+                raise
+            except SQLAlchemyError as exc:
+                raise Unavailable("storage is temporarily unavailable") from exc
+
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engines.reader.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise Unavailable("storage is temporarily unavailable") from exc
+
+    # --- group commit of sends -----------------------------------------------------------
+    async def send(self, message: Message, recipients: frozenset[UserId]) -> SendOutcome:
+        """Store a message durably and number its updates; returns after the commit.
+
+        A message whose (sender, random_id) already exists is not stored again: the original
+        comes back with ``duplicate=True``.
+        """
+        future: asyncio.Future[SendOutcome] = asyncio.get_running_loop().create_future()
+        self._sends.put_nowait(_PendingSend(message, recipients, future))
+        return await future
+
+    async def _send_writer(self) -> None:
+        while True:
+            batch = [await self._sends.get()]
+            while len(batch) < self.max_batch and not self._sends.empty():
+                batch.append(self._sends.get_nowait())
+            try:
+                await self._commit_sends(batch)
+            except Exception as exc:
+                log.warning("group commit failed; retrying one by one", extra={"error": repr(exc)})
+                for item in batch:
+                    if item.future.done():
+                        continue
+                    try:
+                        await self._commit_sends([item])
+                    except Exception as single_exc:
+                        if not item.future.done():
+                            item.future.set_exception(
+                                Unavailable("message could not be stored; retry the send")
+                            )
+                        log.error("send failed", extra={"error": repr(single_exc)})
+
+    async def _commit_sends(self, batch: list[_PendingSend]) -> None:
+        keys = [(p.message.sender_id, p.message.random_id) for p in batch]
+        outcomes: dict[tuple[int, int], SendOutcome] = {}
+        async with self.write() as conn:
+            existing = await conn.execute(
+                select(messages).where(tuple_(messages.c.sender_id, messages.c.random_id).in_(keys))
+            )
+            for row in existing.mappings():
+                msg = await self._build_messages(conn, [row])
+                outcomes[(row["sender_id"], row["random_id"])] = SendOutcome(
+                    msg[0], row["sender_seq"], [], duplicate=True
+                )
+            fresh: list[_PendingSend] = []
+            for item, key in zip(batch, keys, strict=True):
+                if key not in outcomes:
+                    outcomes[key] = None  # type: ignore[assignment]  # reserved, set below
+                    fresh.append(item)
+            targets: list[tuple[UserId, UpdateRef]] = []
+            for item in fresh:
+                ref = UpdateRef(UpdateKind.NEW_MESSAGE, item.message.chat_id, (item.message.id,))
+                targets.extend(fan_out(sorted(item.recipients), ref))
+            deliveries = await append_updates(conn, targets)
+            by_message: dict[MessageId, list[Delivery]] = defaultdict(list)
+            for delivery in deliveries:
+                by_message[delivery.ref.message_ids[0]].append(delivery)
+            values = []
+            last_in_chat: dict[ChatId, MessageId] = {}
+            for item in fresh:
+                msg = item.message
+                own = by_message[msg.id]
+                sender_seq = next(d.seq for d in own if d.user_id == msg.sender_id)
+                values.append(rows.message_values(msg, sender_seq, self.keyring))
+                last_in_chat[msg.chat_id] = max(last_in_chat.get(msg.chat_id, 0), msg.id)  # type: ignore[type-var]
+                outcomes[(msg.sender_id, msg.random_id)] = SendOutcome(msg, sender_seq, own, False)
+            if values:
+                await conn.execute(insert(messages), values)
+                await conn.execute(
+                    update(chats)
+                    .where(chats.c.id == bindparam("c"))
+                    .values(last_message_id=bindparam("m")),
+                    [{"c": c, "m": m} for c, m in last_in_chat.items()],
+                )
+        self.batches_committed += 1
+        first_of: set[tuple[int, int]] = set()
+        for item, key in zip(batch, keys, strict=True):
+            outcome = outcomes[key]
+            if key in first_of or outcome.duplicate:
+                outcome = SendOutcome(outcome.message, outcome.sender_seq, [], duplicate=True)
+            first_of.add(key)
+            if not item.future.done():
+                item.future.set_result(outcome)
+
+    # --- login codes ---------------------------------------------------------------------
+    async def pending_code(self, lookup: bytes) -> PendingCode | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(select(login_codes).where(login_codes.c.phone_lookup == lookup))
+            ).first()
+        if row is None:
+            return None
+        return PendingCode(row.code_digest, row.expires_at, row.attempts)
+
+    async def put_code(self, lookup: bytes, digest: bytes, expires_at: float) -> None:
+        async with self.write() as conn:
+            await conn.execute(delete(login_codes).where(login_codes.c.phone_lookup == lookup))
+            await conn.execute(
+                insert(login_codes).values(
+                    phone_lookup=lookup, code_digest=digest, expires_at=expires_at, attempts=0
+                )
+            )
+
+    async def count_code_attempt(self, lookup: bytes) -> None:
+        async with self.write() as conn:
+            await conn.execute(
+                update(login_codes)
+                .where(login_codes.c.phone_lookup == lookup)
+                .values(attempts=login_codes.c.attempts + 1)
+            )
+
+    async def consume_code(self, conn: AsyncConnection, lookup: bytes) -> bool:
+        """Delete the pending code inside a sign-in transaction; False if another took it."""
+        result = await conn.execute(delete(login_codes).where(login_codes.c.phone_lookup == lookup))
+        return bool(result.rowcount)
+
+    # --- accounts --------------------------------------------------------------------------
+    async def user_by_phone(self, lookup: bytes) -> Account | None:
+        async with self._read() as conn:
+            row = (await conn.execute(select(users).where(users.c.phone_lookup == lookup))).first()
+        return rows.account(row._mapping) if row else None
+
+    async def get_user(self, user_id: UserId) -> Account | None:
+        found = await self.get_users([user_id])
+        return found.get(user_id)
+
+    async def get_users(self, user_ids: Iterable[UserId]) -> dict[UserId, Account]:
+        ids = list(set(user_ids))
+        if not ids:
+            return {}
+        async with self._read() as conn:
+            result = await conn.execute(select(users).where(users.c.id.in_(ids)))
+            return {UserId(r.id): rows.account(r._mapping) for r in result}
+
+    async def existing_user_ids(self, user_ids: Iterable[UserId]) -> set[UserId]:
+        ids = list(set(user_ids))
+        async with self._read() as conn:
+            result = await conn.execute(select(users.c.id).where(users.c.id.in_(ids)))
+            return {UserId(r.id) for r in result}
+
+    async def user_by_username(self, key: str) -> Account | None:
+        async with self._read() as conn:
+            row = (await conn.execute(select(users).where(users.c.username_key == key))).first()
+        return rows.account(row._mapping) if row else None
+
+    async def user_phone(self, user_id: UserId) -> str | None:
+        async with self._read() as conn:
+            sealed = (
+                await conn.execute(select(users.c.phone_sealed).where(users.c.id == user_id))
+            ).scalar()
+        return self.keyring.open_phone(user_id, sealed) if sealed is not None else None
+
+    async def create_user(self, conn: AsyncConnection, account: Account, e164: str) -> None:
+        await conn.execute(
+            insert(users).values(
+                id=account.id,
+                display_name=account.display_name,
+                username=None,
+                username_key=None,
+                phone_lookup=self.keyring.phone_lookup(e164),
+                phone_sealed=self.keyring.seal_phone(account.id, e164),
+                phone_visibility=account.phone_visibility.value,
+                created_at=account.created_at,
+            )
+        )
+        await conn.execute(insert(update_seqs).values(user_id=account.id, seq=0))
+
+    async def set_username(self, user_id: UserId, name: str | None, key: str | None) -> None:
+        try:
+            async with self.write() as conn:
+                await conn.execute(
+                    update(users).where(users.c.id == user_id).values(username=name, username_key=key)
+                )
+        except IntegrityError as exc:
+            raise Conflict("that username is taken", code=ErrorCode.USERNAME_TAKEN) from exc
+
+    async def update_profile(
+        self, user_id: UserId, display_name: str | None, visibility: PhoneVisibility | None
+    ) -> None:
+        values: dict[str, Any] = {}
+        if display_name is not None:
+            values["display_name"] = display_name
+        if visibility is not None:
+            values["phone_visibility"] = visibility.value
+        if values:
+            async with self.write() as conn:
+                await conn.execute(update(users).where(users.c.id == user_id).values(**values))
+
+    # --- contacts --------------------------------------------------------------------------
+    async def add_contact(self, owner: UserId, contact: UserId) -> None:
+        async with self.write() as conn:
+            exists = await conn.execute(
+                select(contacts.c.owner_id).where(
+                    contacts.c.owner_id == owner, contacts.c.contact_id == contact
+                )
+            )
+            if exists.first() is None:
+                await conn.execute(insert(contacts).values(owner_id=owner, contact_id=contact))
+
+    async def remove_contact(self, owner: UserId, contact: UserId) -> None:
+        async with self.write() as conn:
+            await conn.execute(
+                delete(contacts).where(
+                    contacts.c.owner_id == owner, contacts.c.contact_id == contact
+                )
+            )
+
+    async def contact_ids(self, owner: UserId) -> list[UserId]:
+        async with self._read() as conn:
+            result = await conn.execute(
+                select(contacts.c.contact_id).where(contacts.c.owner_id == owner)
+            )
+            return [UserId(r.contact_id) for r in result]
+
+    async def is_contact_of(self, owner: UserId, viewer: UserId) -> bool:
+        async with self._read() as conn:
+            row = await conn.execute(
+                select(contacts.c.owner_id).where(
+                    contacts.c.owner_id == owner, contacts.c.contact_id == viewer
+                )
+            )
+            return row.first() is not None
+
+    # --- devices ---------------------------------------------------------------------------
+    async def create_device(self, conn: AsyncConnection, dev: Device, digest: bytes) -> None:
+        await conn.execute(
+            insert(devices).values(
+                id=dev.id,
+                user_id=dev.user_id,
+                name=dev.name,
+                token_digest=digest,
+                created_at=dev.created_at,
+                last_seen_at=dev.last_seen_at,
+                revoked_at=None,
+            )
+        )
+
+    async def device_by_token(self, digest: bytes) -> Device | None:
+        async with self._read() as conn:
+            row = (await conn.execute(select(devices).where(devices.c.token_digest == digest))).first()
+        return rows.device(row._mapping) if row else None
+
+    async def touch_device(self, device_id: DeviceId, now: float) -> None:
+        async with self.write() as conn:
+            await conn.execute(update(devices).where(devices.c.id == device_id).values(last_seen_at=now))
+
+    async def list_devices(self, user_id: UserId) -> list[Device]:
+        async with self._read() as conn:
+            result = await conn.execute(
+                select(devices)
+                .where(devices.c.user_id == user_id, devices.c.revoked_at.is_(None))
+                .order_by(devices.c.created_at)
+            )
+            return [rows.device(r._mapping) for r in result]
+
+    async def revoke_devices(self, user_id: UserId, device_ids: Sequence[DeviceId], now: float) -> int:
+        if not device_ids:
+            return 0
+        async with self.write() as conn:
+            result = await conn.execute(
+                update(devices)
+                .where(
+                    devices.c.user_id == user_id,
+                    devices.c.id.in_(list(device_ids)),
+                    devices.c.revoked_at.is_(None),
+                )
+                .values(revoked_at=now)
+            )
+            return int(result.rowcount)
+
+    # --- chats -----------------------------------------------------------------------------
+    async def load_membership(self, chat_id: ChatId) -> Membership | None:
+        """The chat and its member set; also loads the chat's data key into the keyring."""
+        async with self._read() as conn:
+            row = (await conn.execute(select(chats).where(chats.c.id == chat_id))).first()
+            if row is None:
+                return None
+            result = await conn.execute(
+                select(members.c.user_id, members.c.is_admin).where(members.c.chat_id == chat_id)
+            )
+            member_rows = result.all()
+        self.keyring.load_chat_key(chat_id, row.wrapped_key)
+        admins = frozenset(UserId(r.user_id) for r in member_rows if r.is_admin)
+        chat = rows.chat(row._mapping, admins)
+        return Membership(chat, frozenset(UserId(r.user_id) for r in member_rows))
+
+    async def private_chat_id(self, pair: tuple[UserId, UserId]) -> ChatId | None:
+        async with self._read() as conn:
+            found = await conn.execute(
+                select(chats.c.id).where(chats.c.user_lo == pair[0], chats.c.user_hi == pair[1])
+            )
+            value = found.scalar()
+        return ChatId(value) if value is not None else None
+
+    async def insert_chat(
+        self, conn: AsyncConnection, chat: Chat, member_ids: Sequence[UserId], now: float
+    ) -> None:
+        pair = chat.private_pair
+        await conn.execute(
+            insert(chats).values(
+                id=chat.id,
+                kind=chat.kind.value,
+                title=chat.title,
+                creator_id=chat.creator_id,
+                created_at=chat.created_at,
+                member_count=len(member_ids),
+                last_message_id=None,
+                wrapped_key=self.keyring.new_chat_key(chat.id),
+                key_id=self.keyring.key_id,
+                user_lo=pair[0] if pair else None,
+                user_hi=pair[1] if pair else None,
+            )
+        )
+        await self.insert_members(conn, chat.id, member_ids, chat.admin_ids, now)
+
+    async def insert_members(
+        self,
+        conn: AsyncConnection,
+        chat_id: ChatId,
+        user_ids: Sequence[UserId],
+        admins: frozenset[UserId],
+        now: float,
+    ) -> None:
+        if not user_ids:
+            return
+        await conn.execute(
+            insert(members),
+            [
+                {
+                    "chat_id": chat_id,
+                    "user_id": u,
+                    "is_admin": u in admins,
+                    "joined_at": now,
+                    "read_inbox_max_id": 0,
+                    "read_outbox_max_id": 0,
+                }
+                for u in user_ids
+            ],
+        )
+        await self._recount(conn, chat_id)
+
+    async def delete_member(self, conn: AsyncConnection, chat_id: ChatId, user_id: UserId) -> None:
+        await conn.execute(
+            delete(members).where(members.c.chat_id == chat_id, members.c.user_id == user_id)
+        )
+        await self._recount(conn, chat_id)
+
+    async def _recount(self, conn: AsyncConnection, chat_id: ChatId) -> None:
+        count = select(func.count()).where(members.c.chat_id == chat_id).scalar_subquery()
+        await conn.execute(update(chats).where(chats.c.id == chat_id).values(member_count=count))
+
+    async def set_admin(
+        self, conn: AsyncConnection, chat_id: ChatId, user_id: UserId, admin: bool
+    ) -> None:
+        await conn.execute(
+            update(members)
+            .where(members.c.chat_id == chat_id, members.c.user_id == user_id)
+            .values(is_admin=admin)
+        )
+
+    async def rename_chat(self, conn: AsyncConnection, chat_id: ChatId, title: str) -> None:
+        await conn.execute(update(chats).where(chats.c.id == chat_id).values(title=title))
+
+    async def member_page(self, chat_id: ChatId, offset: int, limit: int) -> list[UserId]:
+        async with self._read() as conn:
+            result = await conn.execute(
+                select(members.c.user_id)
+                .where(members.c.chat_id == chat_id)
+                .order_by(members.c.joined_at, members.c.user_id)
+                .offset(offset)
+                .limit(limit)
+            )
+            return [UserId(r.user_id) for r in result]
+
+    # --- messages --------------------------------------------------------------------------
+    async def _build_messages(
+        self, conn: AsyncConnection, message_rows: Sequence[Any]
+    ) -> list[Message]:
+        ids = [r["id"] for r in message_rows]
+        counts: dict[int, dict[str, int]] = defaultdict(dict)
+        if ids:
+            result = await conn.execute(
+                select(reactions.c.message_id, reactions.c.emoji, func.count())
+                .where(reactions.c.message_id.in_(ids))
+                .group_by(reactions.c.message_id, reactions.c.emoji)
+            )
+            for message_id, emoji, count in result:
+                counts[message_id][emoji] = count
+        for r in message_rows:
+            self.keyring.load_chat_key(r["chat_id"], await self._wrapped_key(conn, r["chat_id"]))
+        return [rows.message(r, self.keyring, counts.get(r["id"], {})) for r in message_rows]
+
+    async def _wrapped_key(self, conn: AsyncConnection, chat_id: int) -> bytes:
+        if self.keyring.has_chat_key(chat_id):
+            return b""
+        found = await conn.execute(select(chats.c.wrapped_key).where(chats.c.id == chat_id))
+        return bytes(found.scalar_one())
+
+    async def get_messages(
+        self, chat_id: ChatId, ids: Sequence[MessageId], *, conn: AsyncConnection | None = None
+    ) -> dict[MessageId, Message]:
+        async def run(c: AsyncConnection) -> dict[MessageId, Message]:
+            result = await c.execute(
+                select(messages).where(messages.c.chat_id == chat_id, messages.c.id.in_(list(ids)))
+            )
+            built = await self._build_messages(c, list(result.mappings()))
+            return {m.id: m for m in built}
+
+        if conn is not None:
+            return await run(conn)
+        async with self._read() as c:
+            return await run(c)
+
+    async def messages_by_id(self, ids: Iterable[MessageId]) -> dict[MessageId, Message]:
+        wanted = list(set(ids))
+        if not wanted:
+            return {}
+        async with self._read() as conn:
+            result = await conn.execute(select(messages).where(messages.c.id.in_(wanted)))
+            built = await self._build_messages(conn, list(result.mappings()))
+        return {m.id: m for m in built}
+
+    async def history(
+        self, user_id: UserId, chat_id: ChatId, before_id: MessageId | None, limit: int
+    ) -> list[Message]:
+        hidden = select(hidden_messages.c.message_id).where(hidden_messages.c.user_id == user_id)
+        query = select(messages).where(
+            messages.c.chat_id == chat_id,
+            messages.c.deleted.is_(False),
+            messages.c.id.not_in(hidden),
+        )
+        if before_id is not None:
+            query = query.where(messages.c.id < before_id)
+        query = query.order_by(messages.c.id.desc()).limit(limit)
+        async with self._read() as conn:
+            result = await conn.execute(query)
+            return await self._build_messages(conn, list(result.mappings()))
+
+    async def edit_message(
+        self, conn: AsyncConnection, msg: Message, text: str, now: float
+    ) -> None:
+        await conn.execute(
+            update(messages)
+            .where(messages.c.id == msg.id)
+            .values(text_sealed=self.keyring.seal_text(msg.chat_id, msg.id, text), edit_date=now)
+        )
+
+    async def delete_for_everyone(self, conn: AsyncConnection, ids: Sequence[MessageId]) -> None:
+        """The sealed text is erased, not just flagged: deletion is real."""
+        await conn.execute(
+            update(messages).where(messages.c.id.in_(list(ids))).values(deleted=True, text_sealed=None)
+        )
+        await conn.execute(delete(reactions).where(reactions.c.message_id.in_(list(ids))))
+
+    async def hide_for(self, conn: AsyncConnection, user_id: UserId, ids: Sequence[MessageId]) -> None:
+        already = await conn.execute(
+            select(hidden_messages.c.message_id).where(
+                hidden_messages.c.user_id == user_id, hidden_messages.c.message_id.in_(list(ids))
+            )
+        )
+        done = {r.message_id for r in already}
+        fresh = [{"user_id": user_id, "message_id": i} for i in ids if i not in done]
+        if fresh:
+            await conn.execute(insert(hidden_messages), fresh)
+
+    async def set_reaction(
+        self, conn: AsyncConnection, message_id: MessageId, user_id: UserId, emoji: str | None
+    ) -> str | None:
+        """Set (or clear) a user's reaction; returns the previous one."""
+        old = (
+            await conn.execute(
+                select(reactions.c.emoji).where(
+                    reactions.c.message_id == message_id, reactions.c.user_id == user_id
+                )
+            )
+        ).scalar()
+        await conn.execute(
+            delete(reactions).where(reactions.c.message_id == message_id, reactions.c.user_id == user_id)
+        )
+        if emoji is not None:
+            await conn.execute(
+                insert(reactions).values(message_id=message_id, user_id=user_id, emoji=emoji)
+            )
+        return old
+
+    async def mark_read(
+        self, conn: AsyncConnection, chat_id: ChatId, reader: UserId, max_id: int
+    ) -> tuple[int, list[UserId]]:
+        """Advance the reader's pointer; return (previous pointer, senders whose outbox moved)."""
+        previous = (
+            await conn.execute(
+                select(members.c.read_inbox_max_id).where(
+                    members.c.chat_id == chat_id, members.c.user_id == reader
+                )
+            )
+        ).scalar_one()
+        if max_id <= previous:
+            return previous, []
+        await conn.execute(
+            update(members)
+            .where(members.c.chat_id == chat_id, members.c.user_id == reader)
+            .values(read_inbox_max_id=max_id)
+        )
+        senders = await conn.execute(
+            select(messages.c.sender_id)
+            .where(
+                messages.c.chat_id == chat_id,
+                messages.c.id > previous,
+                messages.c.id <= max_id,
+                messages.c.sender_id != reader,
+            )
+            .distinct()
+            .limit(100)
+        )
+        sender_ids = [UserId(r.sender_id) for r in senders]
+        if sender_ids:
+            await conn.execute(
+                update(members)
+                .where(
+                    members.c.chat_id == chat_id,
+                    members.c.user_id.in_(sender_ids),
+                    members.c.read_outbox_max_id < max_id,
+                )
+                .values(read_outbox_max_id=max_id)
+            )
+        return previous, sender_ids
+
+    # --- dialogs and sync ------------------------------------------------------------------
+    async def dialogs(self, user_id: UserId, limit: int) -> list[DialogRow]:
+        async with self._read() as conn:
+            result = await conn.execute(
+                select(chats, members.c.read_inbox_max_id, members.c.read_outbox_max_id)
+                .join(members, members.c.chat_id == chats.c.id)
+                .where(members.c.user_id == user_id)
+                .order_by(func.coalesce(chats.c.last_message_id, chats.c.id).desc())
+                .limit(limit)
+            )
+            chat_rows = list(result.mappings())
+            chat_ids = [r["id"] for r in chat_rows]
+            admins: dict[int, set[UserId]] = defaultdict(set)
+            if chat_ids:
+                admin_rows = await conn.execute(
+                    select(members.c.chat_id, members.c.user_id).where(
+                        members.c.chat_id.in_(chat_ids), members.c.is_admin.is_(True)
+                    )
+                )
+                for a in admin_rows:
+                    admins[a.chat_id].add(UserId(a.user_id))
+            last_ids = [r["last_message_id"] for r in chat_rows if r["last_message_id"]]
+            last_rows = await conn.execute(select(messages).where(messages.c.id.in_(last_ids)))
+            last = {m.id: m for m in await self._build_messages(conn, list(last_rows.mappings()))}
+            dialogs = []
+            for r in chat_rows:
+                unread = (
+                    await conn.execute(
+                        select(func.count()).where(
+                            messages.c.chat_id == r["id"],
+                            messages.c.id > r["read_inbox_max_id"],
+                            messages.c.sender_id != user_id,
+                            messages.c.deleted.is_(False),
+                        )
+                    )
+                ).scalar_one()
+                dialogs.append(
+                    DialogRow(
+                        chat=rows.chat(r, frozenset(admins[r["id"]])),
+                        last_message=last.get(r["last_message_id"]),
+                        unread_count=unread,
+                        read_inbox_max_id=r["read_inbox_max_id"],
+                        read_outbox_max_id=r["read_outbox_max_id"],
+                    )
+                )
+            return dialogs
+
+    async def current_seq(self, user_id: UserId) -> int:
+        async with self._read() as conn:
+            value = (
+                await conn.execute(select(update_seqs.c.seq).where(update_seqs.c.user_id == user_id))
+            ).scalar()
+        return int(value or 0)
+
+    async def updates_since(self, user_id: UserId, since: int, limit: int) -> list[Delivery]:
+        async with self._read() as conn:
+            result = await conn.execute(
+                select(updates)
+                .where(updates.c.user_id == user_id, updates.c.seq > since)
+                .order_by(updates.c.seq)
+                .limit(limit)
+            )
+            return [
+                Delivery(user_id, r["seq"], rows.update_ref(r)) for r in result.mappings()
+            ]
+
+    async def chats_by_id(self, chat_ids: Iterable[ChatId]) -> dict[ChatId, Chat]:
+        found: dict[ChatId, Chat] = {}
+        for chat_id in set(chat_ids):
+            membership = await self.load_membership(chat_id)
+            if membership is not None:
+                found[chat_id] = membership.chat
+        return found
+
+
+__all__ = ["SendOutcome", "SqlStore", "append_updates", "fan_out"]

@@ -1,0 +1,165 @@
+"""The schema, declared once for SQLite and PostgreSQL (Alembic migrations are made from it).
+
+Nothing here holds message text or a phone number in plaintext: ``text_sealed`` and
+``phone_sealed`` are AES-GCM ciphertexts, ``phone_lookup`` a keyed hash.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("display_name", String(64), nullable=False),
+    Column("username", String(32)),
+    Column("username_key", String(32), unique=True),
+    Column("phone_lookup", LargeBinary(32), nullable=False, unique=True),
+    Column("phone_sealed", LargeBinary, nullable=False),
+    Column("phone_visibility", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+update_seqs = Table(
+    "update_seqs",
+    metadata,
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("user_id", BigInteger, nullable=False, index=True),
+    Column("name", String(64), nullable=False),
+    Column("token_digest", LargeBinary(32), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("last_seen_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)
+
+login_codes = Table(
+    "login_codes",
+    metadata,
+    Column("phone_lookup", LargeBinary(32), primary_key=True),
+    Column("code_digest", LargeBinary(32), nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("attempts", Integer, nullable=False),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("owner_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("contact_id", BigInteger, primary_key=True, autoincrement=False),
+)
+
+chats = Table(
+    "chats",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", String(16), nullable=False),
+    Column("title", String(128), nullable=False),
+    Column("creator_id", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("member_count", Integer, nullable=False),
+    Column("last_message_id", BigInteger),
+    Column("wrapped_key", LargeBinary, nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("user_lo", BigInteger),
+    Column("user_hi", BigInteger),
+    UniqueConstraint("user_lo", "user_hi", name="uq_chats_private_pair"),
+)
+
+members = Table(
+    "members",
+    metadata,
+    Column("chat_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("is_admin", Boolean, nullable=False),
+    Column("joined_at", Float, nullable=False),
+    Column("read_inbox_max_id", BigInteger, nullable=False),
+    Column("read_outbox_max_id", BigInteger, nullable=False),
+    Index("ix_members_user", "user_id"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("chat_id", BigInteger, nullable=False),
+    Column("sender_id", BigInteger, nullable=False),
+    Column("random_id", BigInteger, nullable=False),
+    Column("sender_seq", BigInteger, nullable=False),
+    Column("date", Float, nullable=False),
+    Column("text_sealed", LargeBinary),
+    Column("reply_to_id", BigInteger),
+    Column("fwd_chat_id", BigInteger),
+    Column("fwd_message_id", BigInteger),
+    Column("fwd_sender_id", BigInteger),
+    Column("edit_date", Float),
+    Column("deleted", Boolean, nullable=False),
+    Index("ix_messages_chat_id", "chat_id", "id"),
+    UniqueConstraint("sender_id", "random_id", name="uq_messages_random_id"),
+)
+
+hidden_messages = Table(
+    "hidden_messages",
+    metadata,
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("message_id", BigInteger, primary_key=True, autoincrement=False),
+)
+
+reactions = Table(
+    "reactions",
+    metadata,
+    Column("message_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("emoji", String(16), nullable=False),
+)
+
+updates = Table(
+    "updates",
+    metadata,
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", String(24), nullable=False),
+    Column("chat_id", BigInteger, nullable=False),
+    Column("message_ids", Text, nullable=False),
+    Column("actor", BigInteger),
+    Column("max_id", BigInteger),
+    Column("emoji", String(16)),
+    Column("for_everyone", Boolean, nullable=False),
+)
+
+__all__ = [
+    "chats",
+    "contacts",
+    "devices",
+    "hidden_messages",
+    "login_codes",
+    "members",
+    "messages",
+    "metadata",
+    "reactions",
+    "update_seqs",
+    "updates",
+    "users",
+]
