@@ -111,12 +111,12 @@ class ServerHandle:
         """Resident memory of the server process and its children."""
         return tree_rss_bytes(self.pid)
 
-    def log_tail(self, lines: int = 30) -> str:
+    def log_tail(self, lines: int = 15) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
         except OSError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return "\n".join(line[:400] for line in text.splitlines()[-lines:])
 
 
 def server_command(kind: str, port: int, data_dir: Path, extra_args: Sequence[str]) -> list[str]:

@@ -72,7 +72,7 @@ def create_app(
     app.state.hub = hub
     add_rpc_routes(app, dispatcher)
     install_openapi(app)
-    app.router.routes.append(WebSocketRoute("/ws", Gateway(dispatcher, hub)))
+    app.router.routes.append(WebSocketRoute("/ws", Gateway(dispatcher, hub).handle))
 
     @app.get("/health", include_in_schema=False)
     async def health() -> Response:

@@ -39,7 +39,7 @@ class Gateway:
         self.limits = dispatcher.deps.settings.limits
         self._users = UserService(dispatcher.deps)
 
-    async def __call__(self, websocket: WebSocket) -> None:
+    async def handle(self, websocket: WebSocket) -> None:
         await websocket.accept()
         ip = websocket.client.host if websocket.client else "unknown"
 

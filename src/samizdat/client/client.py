@@ -1,0 +1,400 @@
+"""The async SDK: ``samizdat.client.Client``.
+
+::
+
+    async with Client("http://127.0.0.1:8080", profile=Path("~/.samizdat")) as client:
+        @client.on(NewMessage)
+        async def show(update: NewMessage) -> None:
+            print(update.message.text)
+
+        await client.send_message("@alice", "hello")
+        await client.run_until_disconnected()
+
+The client keeps one WebSocket. Updates arrive in order of their per-user number; if a number
+is skipped (a dropped socket, a missed push) the client asks for the difference and delivers
+what it missed before anything newer, so a handler sees every update exactly once.
+Errors are raised as the same typed exceptions the server raised (``samizdat.protocol.errors``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from pydantic import TypeAdapter
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from samizdat.client.events import AnyUpdate
+from samizdat.client.profile import Profile, Session
+from samizdat.protocol.errors import ErrorCode, NotFound, SamizdatError, Unavailable
+from samizdat.protocol.models import Chat, Device, Dialog, Message, Update, User, Wire
+from samizdat.protocol.session import (
+    ClientSession,
+    ErrorReceived,
+    ResponseReceived,
+    UpdateReceived,
+)
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E")
+Handler = Callable[[Any], Awaitable[None] | None]
+_UPDATE = TypeAdapter[Wire](Update)
+
+
+def ws_url(server: str) -> str:
+    base = server.rstrip("/")
+    if base.startswith("http://"):
+        base = "ws://" + base[len("http://") :]
+    elif base.startswith("https://"):
+        base = "wss://" + base[len("https://") :]
+    return base + "/ws"
+
+
+class Client:
+    def __init__(
+        self,
+        server: str | None = None,
+        *,
+        profile: Path | None = None,
+        session: Session | None = None,
+        device_name: str = "samizdat-sdk",
+        request_timeout: float = 30.0,
+    ) -> None:
+        self.profile = Profile(profile) if profile is not None else None
+        self.session = session or (self.profile.load() if self.profile else None)
+        if server is None and self.session is None:
+            raise ValueError("give a server URL, or a profile that has logged in")
+        self.server = server or (self.session.server if self.session else "")
+        self.device_name = device_name
+        self.request_timeout = request_timeout
+        self._ws: ClientConnection | None = None
+        self._proto = ClientSession()
+        self._pending: dict[int | str, asyncio.Future[Any]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._handlers: list[tuple[type, Handler]] = []
+        self._queue: asyncio.Queue[tuple[int | None, dict[str, Any]]] = asyncio.Queue()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._closed = asyncio.Event()
+        self._sync_lock = asyncio.Lock()
+        self.me: User | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Open the socket; if logged in, authorise and catch up on missed updates."""
+        try:
+            self._ws = await connect(ws_url(self.server), max_size=2**22, open_timeout=10)
+        except OSError as exc:
+            raise Unavailable(f"cannot reach {self.server}: {exc.strerror or exc}") from exc
+        self._closed.clear()
+        self._reader = asyncio.create_task(self._read_loop())
+        self._dispatcher = asyncio.create_task(self._dispatch_loop())
+        if self.session is not None:
+            await self._authorize(fresh=False)
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        for task in (self._reader, self._dispatcher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._ws = None
+
+    async def run_until_disconnected(self) -> None:
+        await self._closed.wait()
+
+    # --- raw calls -------------------------------------------------------------------------
+    async def call(self, method: str, **params: Any) -> Any:
+        """Call any RPC method; returns the result object or raises its typed error."""
+        if self._ws is None:
+            raise Unavailable("not connected; call connect() first")
+        request_id, frame = self._proto.request(method, params)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            await self._ws.send(frame.decode())
+            return await asyncio.wait_for(future, self.request_timeout)
+        except ConnectionClosed as exc:
+            raise Unavailable("connection to the server was lost") from exc
+        except TimeoutError as exc:
+            raise Unavailable(f"{method} got no answer within {self.request_timeout:.0f} s") from exc
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def _read_loop(self) -> None:
+        assert self._ws is not None
+        try:
+            async for data in self._ws:
+                event = self._proto.receive(data)
+                match event:
+                    case ResponseReceived(request_id, result):
+                        future = self._pending.get(request_id)
+                        if future is not None and not future.done():
+                            future.set_result(result)
+                    case ErrorReceived(request_id, error):
+                        future = self._pending.get(request_id) if request_id is not None else None
+                        if future is not None and not future.done():
+                            future.set_exception(error)
+                        else:
+                            log.warning("server error without a request: %s", error.code)
+                    case UpdateReceived(seq, update):
+                        self._queue.put_nowait((seq, update))
+        except ConnectionClosed:
+            pass
+        finally:
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(Unavailable("connection to the server was lost"))
+            self._closed.set()
+
+    # --- updates ---------------------------------------------------------------------------
+    def on(self, event_type: type[E] | type[AnyUpdate]) -> Callable[[Handler], Handler]:
+        """Register a handler for one update type (``NewMessage``...) or ``AnyUpdate``."""
+
+        def register(handler: Handler) -> Handler:
+            self._handlers.append((event_type, handler))
+            return handler
+
+        return register
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            seq, raw = await self._queue.get()
+            try:
+                if seq is None:
+                    await self._emit(raw)
+                    continue
+                await self._on_numbered(seq, raw)
+            except SamizdatError as exc:
+                log.warning("could not process an update: %s", exc)
+
+    async def _on_numbered(self, seq: int, raw: dict[str, Any]) -> None:
+        async with self._sync_lock:
+            session = self.session
+            if session is None or seq <= session.seq:
+                return
+            if seq == session.seq + 1:
+                await self._emit(raw)
+                self._advance(seq)
+                return
+        await self.catch_up()  # a gap: the difference includes this update
+
+    def _advance(self, seq: int) -> None:
+        if self.session is not None and seq > self.session.seq:
+            self.session.seq = seq
+            if self.profile is not None:
+                self.profile.save(self.session)
+
+    async def _seen_own(self, seq: int) -> None:
+        """A result carried the number of our own change: advance, or catch up on a gap.
+
+        Inside a handler (the dispatcher holds the sync lock) this does nothing: the next
+        pushed update then shows a gap and the difference fills it in.
+        """
+        if self._sync_lock.locked():
+            return
+        async with self._sync_lock:
+            if self.session is None or seq <= self.session.seq:
+                return
+            if seq == self.session.seq + 1:
+                self._advance(seq)
+                return
+        await self.catch_up()
+
+    async def catch_up(self) -> int:
+        """Fetch and deliver every update after the last one seen; returns how many."""
+        if self.session is None:
+            return 0
+        count = 0
+        async with self._sync_lock:
+            while True:
+                diff = await self.call("updates.difference", since=self.session.seq, limit=500)
+                for item in diff["updates"]:
+                    if item["seq"] > self.session.seq:
+                        await self._emit(item["update"])
+                        self._advance(item["seq"])
+                        count += 1
+                if not diff["more"]:
+                    return count
+
+    async def _emit(self, raw: dict[str, Any]) -> None:
+        update = _UPDATE.validate_python(raw)
+        for event_type, handler in self._handlers:
+            if event_type is AnyUpdate or isinstance(update, event_type):
+                result = handler(update)
+                if inspect.isawaitable(result):
+                    await result
+
+    # --- account ---------------------------------------------------------------------------
+    async def send_code(self, phone: str) -> int:
+        """Ask for a login code; returns its length."""
+        result = await self.call("auth.send_code", phone=phone)
+        return int(result["code_length"])
+
+    async def sign_in(self, phone: str, code: str, *, display_name: str | None = None) -> User:
+        params: dict[str, Any] = {"phone": phone, "code": code, "device_name": self.device_name}
+        if display_name is not None:
+            params["display_name"] = display_name
+        result = await self.call("auth.sign_in", **params)
+        self.session = Session(self.server, result["token"], result["user"]["id"], result["device_id"])
+        await self._authorize(fresh=True)
+        if self.profile is not None:
+            self.profile.save(self.session)
+        return User.model_validate(result["user"])
+
+    async def _authorize(self, *, fresh: bool) -> None:
+        """Bind the socket to our device. A fresh login starts from the server's current
+        update number (history comes from ``history``); a resumed one catches up."""
+        assert self.session is not None
+        result = await self.call("auth.authorize", token=self.session.token)
+        self.me = User.model_validate(result["user"])
+        if fresh:
+            self.session.seq = int(result["seq"])
+        elif int(result["seq"]) > self.session.seq:
+            await self.catch_up()
+
+    async def get_me(self) -> User:
+        return User.model_validate(await self.call("users.me"))
+
+    async def set_username(self, username: str | None) -> User:
+        return User.model_validate(await self.call("profile.set_username", username=username))
+
+    async def update_profile(self, **changes: Any) -> User:
+        return User.model_validate(await self.call("profile.update", **changes))
+
+    async def resolve(self, peer: str) -> User:
+        return User.model_validate(await self.call("users.resolve", peer=peer))
+
+    async def devices(self) -> list[Device]:
+        return [Device.model_validate(d) for d in (await self.call("devices.list"))["devices"]]
+
+    async def revoke_device(self, device_id: int) -> None:
+        await self.call("devices.revoke", device_id=device_id)
+
+    async def revoke_other_devices(self) -> int:
+        return int((await self.call("devices.revoke_others"))["revoked"])
+
+    # --- chats -----------------------------------------------------------------------------
+    async def chat(self, peer: str | int) -> Chat:
+        """A chat from ``@username``, ``+phone`` (opens the 1:1 chat) or a chat id."""
+        if isinstance(peer, int) or peer.isdigit():
+            return Chat.model_validate(await self.call("chats.get", chat_id=int(peer)))
+        if not peer.startswith(("@", "+")):
+            raise NotFound(
+                f"{peer!r} is not @username, +phone or a chat id", code=ErrorCode.CHAT_NOT_FOUND
+            )
+        user = await self.resolve(peer)
+        return Chat.model_validate(await self.call("chats.open_private", user_id=user.id))
+
+    async def create_group(self, title: str, members: list[str | int] | None = None) -> Chat:
+        ids = [await self._user_id(m) for m in members or []]
+        return Chat.model_validate(await self.call("groups.create", title=title, member_ids=ids))
+
+    async def add_members(self, chat: str | int, members: list[str | int]) -> Chat:
+        chat_id = (await self.chat(chat)).id
+        ids = [await self._user_id(m) for m in members]
+        return Chat.model_validate(await self.call("groups.add", chat_id=chat_id, user_ids=ids))
+
+    async def remove_member(self, chat: str | int, member: str | int) -> Chat:
+        chat_id = (await self.chat(chat)).id
+        user_id = await self._user_id(member)
+        return Chat.model_validate(await self.call("groups.remove", chat_id=chat_id, user_id=user_id))
+
+    async def leave(self, chat: str | int) -> None:
+        await self.call("groups.leave", chat_id=(await self.chat(chat)).id)
+
+    async def _user_id(self, who: str | int) -> int:
+        if isinstance(who, int) or who.isdigit():
+            return int(who)
+        return (await self.resolve(who)).id
+
+    async def dialogs(self, limit: int = 100) -> list[Dialog]:
+        result = await self.call("dialogs.list", limit=limit)
+        return [Dialog.model_validate(d) for d in result["dialogs"]]
+
+    # --- messages --------------------------------------------------------------------------
+    async def send_message(
+        self,
+        peer: str | int,
+        text: str,
+        *,
+        reply_to: int | None = None,
+        random_id: int | None = None,
+    ) -> Message:
+        """Send text; retrying with the same ``random_id`` never stores it twice."""
+        chat_id = (await self.chat(peer)).id
+        params: dict[str, Any] = {
+            "chat_id": chat_id,
+            "text": text,
+            "random_id": random_id if random_id is not None else secrets.randbits(63),
+        }
+        if reply_to is not None:
+            params["reply_to_id"] = reply_to
+        result = await self.call("messages.send", **params)
+        await self._seen_own(result["seq"])
+        return Message.model_validate(result["message"])
+
+    async def edit_message(self, chat_id: int, message_id: int, text: str) -> Message:
+        result = await self.call("messages.edit", chat_id=chat_id, message_id=message_id, text=text)
+        await self._seen_own(result["seq"])
+        return Message.model_validate(result["message"])
+
+    async def delete_messages(
+        self, chat_id: int, message_ids: list[int], *, for_everyone: bool = False
+    ) -> None:
+        result = await self.call(
+            "messages.delete", chat_id=chat_id, message_ids=message_ids, for_everyone=for_everyone
+        )
+        await self._seen_own(result["seq"])
+
+    async def forward_messages(self, from_chat: int, message_ids: list[int], to: str | int) -> list[Message]:
+        to_chat = (await self.chat(to)).id
+        result = await self.call(
+            "messages.forward", from_chat_id=from_chat, message_ids=message_ids,
+            to_chat_id=to_chat, random_id=secrets.randbits(62),
+        )
+        await self._seen_own(result["seq"])
+        return [Message.model_validate(m) for m in result["messages"]]
+
+    async def react(self, chat_id: int, message_id: int, emoji: str | None) -> None:
+        result = await self.call("messages.react", chat_id=chat_id, message_id=message_id, emoji=emoji)
+        await self._seen_own(result["seq"])
+
+    async def mark_read(self, chat_id: int, max_id: int) -> None:
+        result = await self.call("messages.read", chat_id=chat_id, max_id=max_id)
+        await self._seen_own(result["seq"])
+
+    async def typing(self, chat_id: int) -> None:
+        await self.call("messages.typing", chat_id=chat_id)
+
+    async def history(
+        self, peer: str | int, *, limit: int = 50, before_id: int | None = None
+    ) -> list[Message]:
+        chat_id = (await self.chat(peer)).id
+        params: dict[str, Any] = {"chat_id": chat_id, "limit": limit}
+        if before_id is not None:
+            params["before_id"] = before_id
+        result = await self.call("messages.history", **params)
+        return [Message.model_validate(m) for m in result["messages"]]
+
+
+__all__ = ["Client", "ws_url"]
