@@ -16,7 +16,9 @@ log = logging.getLogger(__name__)
 
 
 class NatsBus:
-    def __init__(self, url: str = "nats://127.0.0.1:4222", subject: str = "samizdat.events") -> None:
+    def __init__(
+        self, url: str = "nats://127.0.0.1:4222", subject: str = "samizdat.events"
+    ) -> None:
         self.url = url
         self.subject = subject
         self._nc: Any = None

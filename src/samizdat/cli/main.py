@@ -23,7 +23,10 @@ app = typer.Typer(
 def root(
     ctx: typer.Context,
     profile: Annotated[
-        Path, typer.Option(help="Client state directory (token, update state)", envvar="SAMIZDAT_PROFILE")
+        Path,
+        typer.Option(
+            help="Client state directory (token, update state)", envvar="SAMIZDAT_PROFILE"
+        ),
     ] = DEFAULT_PROFILE,
 ) -> None:
     ctx.obj = profile.expanduser()

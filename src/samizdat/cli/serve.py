@@ -17,9 +17,13 @@ def serve(
     data: Annotated[Path | None, typer.Option(help="Directory for the database and DC key")] = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
-    dev: Annotated[bool, typer.Option("--dev", help="Accept test numbers +99966… (never in production)")] = False,
+    dev: Annotated[
+        bool, typer.Option("--dev", help="Accept test numbers +99966… (never in production)")
+    ] = False,
     config: Annotated[Path | None, typer.Option(help="TOML configuration file")] = None,
-    no_rate_limits: Annotated[bool, typer.Option("--no-rate-limits", help="For benchmarks only")] = False,
+    no_rate_limits: Annotated[
+        bool, typer.Option("--no-rate-limits", help="For benchmarks only")
+    ] = False,
 ) -> None:
     """Run a Samizdat server (SQLite under --data, in-process bus) until Ctrl-C."""
     import uvloop

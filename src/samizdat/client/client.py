@@ -93,7 +93,10 @@ class Client:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.close()
 
@@ -136,7 +139,9 @@ class Client:
         except ConnectionClosed as exc:
             raise Unavailable("connection to the server was lost") from exc
         except TimeoutError as exc:
-            raise Unavailable(f"{method} got no answer within {self.request_timeout:.0f} s") from exc
+            raise Unavailable(
+                f"{method} got no answer within {self.request_timeout:.0f} s"
+            ) from exc
         finally:
             self._pending.pop(request_id, None)
 
@@ -255,7 +260,9 @@ class Client:
         if display_name is not None:
             params["display_name"] = display_name
         result = await self.call("auth.sign_in", **params)
-        self.session = Session(self.server, result["token"], result["user"]["id"], result["device_id"])
+        self.session = Session(
+            self.server, result["token"], result["user"]["id"], result["device_id"]
+        )
         await self._authorize(fresh=True)
         if self.profile is not None:
             self.profile.save(self.session)
@@ -317,7 +324,9 @@ class Client:
     async def remove_member(self, chat: str | int, member: str | int) -> Chat:
         chat_id = (await self.chat(chat)).id
         user_id = await self._user_id(member)
-        return Chat.model_validate(await self.call("groups.remove", chat_id=chat_id, user_id=user_id))
+        return Chat.model_validate(
+            await self.call("groups.remove", chat_id=chat_id, user_id=user_id)
+        )
 
     async def leave(self, chat: str | int) -> None:
         await self.call("groups.leave", chat_id=(await self.chat(chat)).id)
@@ -366,17 +375,24 @@ class Client:
         )
         await self._seen_own(result["seq"])
 
-    async def forward_messages(self, from_chat: int, message_ids: list[int], to: str | int) -> list[Message]:
+    async def forward_messages(
+        self, from_chat: int, message_ids: list[int], to: str | int
+    ) -> list[Message]:
         to_chat = (await self.chat(to)).id
         result = await self.call(
-            "messages.forward", from_chat_id=from_chat, message_ids=message_ids,
-            to_chat_id=to_chat, random_id=secrets.randbits(62),
+            "messages.forward",
+            from_chat_id=from_chat,
+            message_ids=message_ids,
+            to_chat_id=to_chat,
+            random_id=secrets.randbits(62),
         )
         await self._seen_own(result["seq"])
         return [Message.model_validate(m) for m in result["messages"]]
 
     async def react(self, chat_id: int, message_id: int, emoji: str | None) -> None:
-        result = await self.call("messages.react", chat_id=chat_id, message_id=message_id, emoji=emoji)
+        result = await self.call(
+            "messages.react", chat_id=chat_id, message_id=message_id, emoji=emoji
+        )
         await self._seen_own(result["seq"])
 
     async def mark_read(self, chat_id: int, max_id: int) -> None:

@@ -8,7 +8,8 @@
      ├── AuthError                UNAUTHORIZED, TOKEN_REVOKED, CODE_INVALID, CODE_EXPIRED,
      │                            PHONE_INVALID, PHONE_NUMBER_REFUSED
      ├── PermissionDenied         NOT_MEMBER, NOT_ADMIN, NOT_AUTHOR
-     ├── NotFound                 USER_NOT_FOUND, CHAT_NOT_FOUND, MESSAGE_NOT_FOUND, DEVICE_NOT_FOUND
+     ├── NotFound                 USER_NOT_FOUND, CHAT_NOT_FOUND, MESSAGE_NOT_FOUND,
+     │                            DEVICE_NOT_FOUND
      ├── Conflict                 USERNAME_TAKEN, USERNAME_INVALID, TEXT_INVALID, CHAT_INVALID
      ├── RateLimited              FLOOD_WAIT (carries retry_after seconds)
      ├── Unavailable              UNAVAILABLE: a dependency (store, DC key) cannot serve now
@@ -187,7 +188,7 @@ def from_wire(payload: Any) -> SamizdatError:
     if not isinstance(payload, dict):
         return InternalError("malformed error from server")
     try:
-        code = ErrorCode(payload.get("code"))
+        code = ErrorCode(str(payload.get("code")))
     except ValueError:
         return InternalError(f"unknown error code from server: {payload.get('code')!r}")
     message = str(payload.get("message", code.value))

@@ -61,9 +61,10 @@ def decode_request(data: bytes | str, *, max_bytes: int = DEFAULT_MAX_FRAME_BYTE
     if not isinstance(frame, dict):
         raise ProtocolError("frame must be a JSON object")
     request_id = frame.get("id")
-    context = {"request_id": request_id} if _valid_id(request_id) else {}
     if not _valid_id(request_id):
         raise ProtocolError("frame needs an 'id': an integer 0..2**53 or a short string")
+    assert isinstance(request_id, int | str)
+    context = {"request_id": request_id}
     method = frame.get("method")
     if not isinstance(method, str) or not method:
         raise ProtocolError("frame needs a 'method' string", debug_context=context)

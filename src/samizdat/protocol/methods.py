@@ -11,7 +11,15 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from samizdat.protocol.models import Chat, Device, Dialog, Message, NumberedUpdate, PhoneVisibility, User
+from samizdat.protocol.models import (
+    Chat,
+    Device,
+    Dialog,
+    Message,
+    NumberedUpdate,
+    PhoneVisibility,
+    User,
+)
 
 MAX_TEXT_LENGTH = 4096
 MAX_TITLE_LENGTH = 128
@@ -260,8 +268,14 @@ class Method:
 _ALL = [
     Method("auth.send_code", SendCodeParams, SendCodeResult, False, "Send a login code to a phone"),
     Method("auth.sign_in", SignInParams, SignInResult, False, "Sign in (or up) with the code"),
-    Method("auth.authorize", AuthorizeParams, AuthorizeResult, False,
-           "Bind this WebSocket to a device token", http=False),
+    Method(
+        "auth.authorize",
+        AuthorizeParams,
+        AuthorizeResult,
+        False,
+        "Bind this WebSocket to a device token",
+        http=False,
+    ),
     Method("users.me", Empty, User, True, "Your own user"),
     Method("users.get", UserIdParams, User, True, "A user by id"),
     Method("users.resolve", ResolveParams, User, True, "Find a user by @username or +phone"),
@@ -292,8 +306,13 @@ _ALL = [
     Method("messages.history", HistoryParams, HistoryResult, True, "Page back through a chat"),
     Method("dialogs.list", DialogsParams, DialogsResult, True, "Your chats, newest first"),
     Method("updates.state", Empty, StateResult, True, "Your newest update number"),
-    Method("updates.difference", DifferenceParams, DifferenceResult, True,
-           "Every update after `since`, in order"),
+    Method(
+        "updates.difference",
+        DifferenceParams,
+        DifferenceResult,
+        True,
+        "Every update after `since`, in order",
+    ),
 ]
 
 METHODS: dict[str, Method] = {m.name: m for m in _ALL}

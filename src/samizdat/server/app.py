@@ -40,8 +40,15 @@ def create_app(
     """Build the ASGI app. The caller owns store/bus lifetimes only until the app starts:
     the app's lifespan starts them and closes them on shutdown."""
     metrics = Metrics()
-    deps = Deps(settings, store, bus, clock, SnowflakeGenerator(settings.node_id), metrics,
-                ChatDirectory(store))
+    deps = Deps(
+        settings,
+        store,
+        bus,
+        clock,
+        SnowflakeGenerator(settings.node_id),
+        metrics,
+        ChatDirectory(store),
+    )
     auth = AuthService(deps, issuer)
     dispatcher = Dispatcher(deps, auth)
     hub = Hub(metrics, deps.chats.invalidate)

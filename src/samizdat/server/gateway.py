@@ -149,7 +149,9 @@ class Gateway:
         except Exception as exc:
             log.exception("authorize failed")
             raise InternalError() from exc
-        conn.push(encode_result(request.id, {"user": me, "device_id": caller.device_id, "seq": seq}))
+        conn.push(
+            encode_result(request.id, {"user": me, "device_id": caller.device_id, "seq": seq})
+        )
 
 
 __all__ = ["Gateway"]

@@ -31,12 +31,16 @@ def error_response(exc: SamizdatError) -> Response:
 async def _body(request: Request, limit: int) -> dict[str, Any]:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ProtocolError(f"body exceeds the {limit}-byte limit", code=ErrorCode.PAYLOAD_TOO_LARGE)
+        raise ProtocolError(
+            f"body exceeds the {limit}-byte limit", code=ErrorCode.PAYLOAD_TOO_LARGE
+        )
     raw = b""
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > limit:
-            raise ProtocolError(f"body exceeds the {limit}-byte limit", code=ErrorCode.PAYLOAD_TOO_LARGE)
+            raise ProtocolError(
+                f"body exceeds the {limit}-byte limit", code=ErrorCode.PAYLOAD_TOO_LARGE
+            )
     if not raw.strip():
         return {}
     try:
@@ -99,8 +103,9 @@ def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
-        schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
-                             description=app.description)
+        schema = get_openapi(
+            title=app.title, version=app.version, routes=app.routes, description=app.description
+        )
         specs = [s for s in METHODS.values() if s.http]
         _, defs = models_json_schema(
             [(s.params, "validation") for s in specs],
@@ -114,9 +119,11 @@ def install_openapi(app: FastAPI) -> None:
             operation = schema["paths"][f"/api/{spec.name}"]["post"]
             operation["requestBody"] = {
                 "required": False,
-                "content": {"application/json": {
-                    "schema": {"$ref": f"#/components/schemas/{spec.params.__name__}"}
-                }},
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": f"#/components/schemas/{spec.params.__name__}"}
+                    }
+                },
             }
             if spec.needs_device:
                 operation["security"] = [{"bearer": []}]

@@ -112,9 +112,9 @@ class Hub:
                 self.metrics.deliveries.inc(delivered)
             case DevicesRevoked(ids):
                 for device_id in ids:
-                    conn = self._by_device.get(device_id)
-                    if conn is not None:
-                        conn.revoke()
+                    revoked = self._by_device.get(device_id)
+                    if revoked is not None:
+                        revoked.revoke()
             case ChatChanged(chat_id):
                 self._on_chat_changed(chat_id)
 

@@ -17,23 +17,30 @@ class Metrics:
             "samizdat_connections", "Authorised WebSocket connections", registry=self.registry
         )
         self.messages = Counter(
-            "samizdat_messages_sent", "Messages committed (rate() gives messages/s)",
+            "samizdat_messages_sent",
+            "Messages committed (rate() gives messages/s)",
             registry=self.registry,
         )
         self.deliveries = Counter(
             "samizdat_deliveries", "Update frames queued to sockets", registry=self.registry
         )
         self.requests = Counter(
-            "samizdat_requests", "RPC requests by method and outcome", ["method", "outcome"],
+            "samizdat_requests",
+            "RPC requests by method and outcome",
+            ["method", "outcome"],
             registry=self.registry,
         )
         self.send_latency = Histogram(
-            "samizdat_send_latency_seconds", "messages.send: request received to ack (durable)",
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
+            "samizdat_send_latency_seconds",
+            "messages.send: request received to ack (durable)",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.batch_size = Histogram(
-            "samizdat_commit_batch_size", "Sends per group commit",
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=self.registry,
+            "samizdat_commit_batch_size",
+            "Sends per group commit",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+            registry=self.registry,
         )
 
     def render(self) -> bytes:

@@ -111,8 +111,10 @@ class Dispatcher:
         except SamizdatError as exc:
             self.deps.metrics.requests.labels(spec.name, exc.code.value).inc()
             if exc.debug_context:
-                log.info("request refused", extra={"method": spec.name, "code": exc.code.value,
-                                                   "debug": exc.debug_context})
+                log.info(
+                    "request refused",
+                    extra={"method": spec.name, "code": exc.code.value, "debug": exc.debug_context},
+                )
             raise
         except Exception as exc:
             self.deps.metrics.requests.labels(spec.name, ErrorCode.INTERNAL.value).inc()

@@ -19,7 +19,9 @@ class Section(BaseModel):
 
 class LimitSettings(Section):
     max_frame_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
-    max_outbox_frames: int = Field(4096, ge=16, description="queued frames before a slow socket is dropped")
+    max_outbox_frames: int = Field(
+        4096, ge=16, description="queued frames before a slow socket is dropped"
+    )
     max_inflight_per_connection: int = Field(256, ge=1)
     rate_limits: bool = True
     requests_per_second: float = Field(200.0, gt=0, description="per device, sustained")
@@ -29,7 +31,9 @@ class LimitSettings(Section):
 
 
 class StorageSettings(Section):
-    database_url: str | None = Field(None, description="postgresql+asyncpg://... ; SQLite under data dir if unset")
+    database_url: str | None = Field(
+        None, description="postgresql+asyncpg://... ; SQLite under data dir if unset"
+    )
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     max_batch: int = Field(1024, ge=1, le=100_000)
 

@@ -14,7 +14,7 @@ from samizdat.crypto import Keyring
 from samizdat.protocol.models import ChatKind, PhoneVisibility
 
 
-def account(row: Mapping[str, Any]) -> Account:
+def account(row: Mapping[Any, Any]) -> Account:
     return Account(
         id=UserId(row["id"]),
         display_name=row["display_name"],
@@ -24,7 +24,7 @@ def account(row: Mapping[str, Any]) -> Account:
     )
 
 
-def device(row: Mapping[str, Any]) -> Device:
+def device(row: Mapping[Any, Any]) -> Device:
     return Device(
         id=DeviceId(row["id"]),
         user_id=UserId(row["user_id"]),
@@ -35,7 +35,7 @@ def device(row: Mapping[str, Any]) -> Device:
     )
 
 
-def chat(row: Mapping[str, Any], admin_ids: frozenset[UserId]) -> Chat:
+def chat(row: Mapping[Any, Any], admin_ids: frozenset[UserId]) -> Chat:
     pair = None
     if row["user_lo"] is not None:
         pair = (UserId(row["user_lo"]), UserId(row["user_hi"]))
@@ -51,7 +51,7 @@ def chat(row: Mapping[str, Any], admin_ids: frozenset[UserId]) -> Chat:
     )
 
 
-def message(row: Mapping[str, Any], keyring: Keyring, reactions: dict[str, int]) -> Message:
+def message(row: Mapping[Any, Any], keyring: Keyring, reactions: dict[str, int]) -> Message:
     chat_id = row["chat_id"]
     text = None
     if row["text_sealed"] is not None and not row["deleted"]:
@@ -59,7 +59,9 @@ def message(row: Mapping[str, Any], keyring: Keyring, reactions: dict[str, int])
     forward = None
     if row["fwd_chat_id"] is not None:
         forward = Forward(
-            ChatId(row["fwd_chat_id"]), MessageId(row["fwd_message_id"]), UserId(row["fwd_sender_id"])
+            ChatId(row["fwd_chat_id"]),
+            MessageId(row["fwd_message_id"]),
+            UserId(row["fwd_sender_id"]),
         )
     return Message(
         id=MessageId(row["id"]),
@@ -109,7 +111,7 @@ def update_values(user_id: int, seq: int, ref: UpdateRef) -> dict[str, Any]:
     }
 
 
-def update_ref(row: Mapping[str, Any]) -> UpdateRef:
+def update_ref(row: Mapping[Any, Any]) -> UpdateRef:
     ids: Sequence[int] = orjson.loads(row["message_ids"])
     return UpdateRef(
         kind=UpdateKind(row["kind"]),

@@ -186,9 +186,9 @@ class SqlStore:
                 select(messages).where(tuple_(messages.c.sender_id, messages.c.random_id).in_(keys))
             )
             for row in existing.mappings():
-                msg = await self._build_messages(conn, [row])
+                (stored,) = await self._build_messages(conn, [row])
                 outcomes[(row["sender_id"], row["random_id"])] = SendOutcome(
-                    msg[0], row["sender_seq"], [], duplicate=True
+                    stored, row["sender_seq"], [], duplicate=True
                 )
             fresh: list[_PendingSend] = []
             for item, key in zip(batch, keys, strict=True):
@@ -210,7 +210,7 @@ class SqlStore:
                 own = by_message[msg.id]
                 sender_seq = next(d.seq for d in own if d.user_id == msg.sender_id)
                 values.append(rows.message_values(msg, sender_seq, self.keyring))
-                last_in_chat[msg.chat_id] = max(last_in_chat.get(msg.chat_id, 0), msg.id)  # type: ignore[type-var]
+                last_in_chat[msg.chat_id] = max(last_in_chat.get(msg.chat_id, msg.id), msg.id)
                 outcomes[(msg.sender_id, msg.random_id)] = SendOutcome(msg, sender_seq, own, False)
             if values:
                 await conn.execute(insert(messages), values)
@@ -317,7 +317,9 @@ class SqlStore:
         try:
             async with self.write() as conn:
                 await conn.execute(
-                    update(users).where(users.c.id == user_id).values(username=name, username_key=key)
+                    update(users)
+                    .where(users.c.id == user_id)
+                    .values(username=name, username_key=key)
                 )
         except IntegrityError as exc:
             raise Conflict("that username is taken", code=ErrorCode.USERNAME_TAKEN) from exc
@@ -385,12 +387,16 @@ class SqlStore:
 
     async def device_by_token(self, digest: bytes) -> Device | None:
         async with self._read() as conn:
-            row = (await conn.execute(select(devices).where(devices.c.token_digest == digest))).first()
+            row = (
+                await conn.execute(select(devices).where(devices.c.token_digest == digest))
+            ).first()
         return rows.device(row._mapping) if row else None
 
     async def touch_device(self, device_id: DeviceId, now: float) -> None:
         async with self.write() as conn:
-            await conn.execute(update(devices).where(devices.c.id == device_id).values(last_seen_at=now))
+            await conn.execute(
+                update(devices).where(devices.c.id == device_id).values(last_seen_at=now)
+            )
 
     async def list_devices(self, user_id: UserId) -> list[Device]:
         async with self._read() as conn:
@@ -401,7 +407,9 @@ class SqlStore:
             )
             return [rows.device(r._mapping) for r in result]
 
-    async def revoke_devices(self, user_id: UserId, device_ids: Sequence[DeviceId], now: float) -> int:
+    async def revoke_devices(
+        self, user_id: UserId, device_ids: Sequence[DeviceId], now: float
+    ) -> int:
         if not device_ids:
             return 0
         async with self.write() as conn:
@@ -596,11 +604,15 @@ class SqlStore:
     async def delete_for_everyone(self, conn: AsyncConnection, ids: Sequence[MessageId]) -> None:
         """The sealed text is erased, not just flagged: deletion is real."""
         await conn.execute(
-            update(messages).where(messages.c.id.in_(list(ids))).values(deleted=True, text_sealed=None)
+            update(messages)
+            .where(messages.c.id.in_(list(ids)))
+            .values(deleted=True, text_sealed=None)
         )
         await conn.execute(delete(reactions).where(reactions.c.message_id.in_(list(ids))))
 
-    async def hide_for(self, conn: AsyncConnection, user_id: UserId, ids: Sequence[MessageId]) -> None:
+    async def hide_for(
+        self, conn: AsyncConnection, user_id: UserId, ids: Sequence[MessageId]
+    ) -> None:
         already = await conn.execute(
             select(hidden_messages.c.message_id).where(
                 hidden_messages.c.user_id == user_id, hidden_messages.c.message_id.in_(list(ids))
@@ -623,7 +635,9 @@ class SqlStore:
             )
         ).scalar()
         await conn.execute(
-            delete(reactions).where(reactions.c.message_id == message_id, reactions.c.user_id == user_id)
+            delete(reactions).where(
+                reactions.c.message_id == message_id, reactions.c.user_id == user_id
+            )
         )
         if emoji is not None:
             await conn.execute(
@@ -723,7 +737,9 @@ class SqlStore:
     async def current_seq(self, user_id: UserId) -> int:
         async with self._read() as conn:
             value = (
-                await conn.execute(select(update_seqs.c.seq).where(update_seqs.c.user_id == user_id))
+                await conn.execute(
+                    select(update_seqs.c.seq).where(update_seqs.c.user_id == user_id)
+                )
             ).scalar()
         return int(value or 0)
 
@@ -735,9 +751,7 @@ class SqlStore:
                 .order_by(updates.c.seq)
                 .limit(limit)
             )
-            return [
-                Delivery(user_id, r["seq"], rows.update_ref(r)) for r in result.mappings()
-            ]
+            return [Delivery(user_id, r["seq"], rows.update_ref(r)) for r in result.mappings()]
 
     async def chats_by_id(self, chat_ids: Iterable[ChatId]) -> dict[ChatId, Chat]:
         found: dict[ChatId, Chat] = {}

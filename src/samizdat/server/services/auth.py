@@ -34,10 +34,13 @@ class AuthService:
             max_attempts=deps.settings.verifier.max_attempts,
         )
         self._per_ip = KeyedLimiter[str](
-            limits.auth_per_ip_per_minute / 60.0, limits.auth_per_ip_per_minute, what="login attempts"
+            limits.auth_per_ip_per_minute / 60.0,
+            limits.auth_per_ip_per_minute,
+            what="login attempts",
         )
         self._per_phone = KeyedLimiter[bytes](
-            limits.codes_per_phone_per_hour / 3600.0, limits.codes_per_phone_per_hour,
+            limits.codes_per_phone_per_hour / 3600.0,
+            limits.codes_per_phone_per_hour,
             what="login codes for this number",
         )
         self._callers: dict[bytes, Caller] = {}
@@ -65,7 +68,9 @@ class AuthService:
         lookup = store.keyring.phone_lookup(phone.e164)
         now = self.deps.clock.now()
         pending = await store.pending_code(lookup)
-        outcome = check_code(pending, store.keyring.code_digest(phone.e164, p.code), now, self.policy)
+        outcome = check_code(
+            pending, store.keyring.code_digest(phone.e164, p.code), now, self.policy
+        )
         if outcome is CodeCheck.WRONG:
             await store.count_code_attempt(lookup)
         elif outcome in (CodeCheck.EXPIRED, CodeCheck.TOO_MANY_ATTEMPTS):
@@ -106,7 +111,9 @@ class AuthService:
         if dev is None:
             raise AuthError("unknown device token; sign in again")
         if dev.revoked:
-            raise AuthError("this device was logged out; sign in again", code=ErrorCode.TOKEN_REVOKED)
+            raise AuthError(
+                "this device was logged out; sign in again", code=ErrorCode.TOKEN_REVOKED
+            )
         caller = Caller(dev.user_id, dev.id, ip)
         if len(self._callers) > 100_000:
             self._callers.clear()

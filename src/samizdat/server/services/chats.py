@@ -36,7 +36,9 @@ class ChatService:
     async def _require_users(self, user_ids: list[UserId]) -> None:
         missing = set(user_ids) - await self.deps.store.existing_user_ids(user_ids)
         if missing:
-            raise NotFound(f"{len(missing)} of those users do not exist", code=ErrorCode.USER_NOT_FOUND)
+            raise NotFound(
+                f"{len(missing)} of those users do not exist", code=ErrorCode.USER_NOT_FOUND
+            )
 
     async def _announce(self, chat_id: ChatId, deliveries: list[Delivery]) -> Chat:
         """Refresh the cache, tell other nodes, push the new chat state; return it."""
@@ -55,8 +57,16 @@ class ChatService:
         if chat_id is None:
             await self._require_users([peer])
             now = self.deps.clock.now()
-            chat = Chat(ChatId(self.deps.new_id()), ChatKind.PRIVATE, "", caller.user_id, now, 2,
-                        frozenset(), pair)
+            chat = Chat(
+                ChatId(self.deps.new_id()),
+                ChatKind.PRIVATE,
+                "",
+                caller.user_id,
+                now,
+                2,
+                frozenset(),
+                pair,
+            )
             try:
                 async with store.write() as conn:
                     await store.insert_chat(conn, chat, list(pair), now)
@@ -80,8 +90,15 @@ class ChatService:
         invited = [UserId(u) for u in dict.fromkeys(p.member_ids) if u != caller.user_id]
         await self._require_users(invited)
         now = self.deps.clock.now()
-        chat = Chat(ChatId(self.deps.new_id()), ChatKind.GROUP, p.title, caller.user_id, now,
-                    1 + len(invited), frozenset({caller.user_id}))
+        chat = Chat(
+            ChatId(self.deps.new_id()),
+            ChatKind.GROUP,
+            p.title,
+            caller.user_id,
+            now,
+            1 + len(invited),
+            frozenset({caller.user_id}),
+        )
         everyone = [caller.user_id, *invited]
         store = self.deps.store
         async with store.write() as conn:
@@ -114,8 +131,10 @@ class ChatService:
             await store.delete_member(conn, chat_id, user)
             deliveries = await append_updates(
                 conn,
-                [(user, UpdateRef(UpdateKind.CHAT_LEFT, chat_id)),
-                 *fan_out(rest, UpdateRef(UpdateKind.CHAT_UPDATED, chat_id))],
+                [
+                    (user, UpdateRef(UpdateKind.CHAT_LEFT, chat_id)),
+                    *fan_out(rest, UpdateRef(UpdateKind.CHAT_UPDATED, chat_id)),
+                ],
             )
         return await self._announce(chat_id, deliveries)
 
@@ -137,7 +156,8 @@ class ChatService:
         async with store.write() as conn:
             await store.rename_chat(conn, membership.chat.id, p.title)
             deliveries = await append_updates(
-                conn, fan_out(membership.members, UpdateRef(UpdateKind.CHAT_UPDATED, membership.chat.id))
+                conn,
+                fan_out(membership.members, UpdateRef(UpdateKind.CHAT_UPDATED, membership.chat.id)),
             )
         return wire.chat(await self._announce(membership.chat.id, deliveries), caller.user_id)
 
@@ -148,7 +168,8 @@ class ChatService:
         async with store.write() as conn:
             await store.set_admin(conn, membership.chat.id, UserId(p.user_id), p.admin)
             deliveries = await append_updates(
-                conn, fan_out(membership.members, UpdateRef(UpdateKind.CHAT_UPDATED, membership.chat.id))
+                conn,
+                fan_out(membership.members, UpdateRef(UpdateKind.CHAT_UPDATED, membership.chat.id)),
             )
         return wire.chat(await self._announce(membership.chat.id, deliveries), caller.user_id)
 

@@ -124,12 +124,15 @@ class MessageService:
             await store.edit_message(conn, original, text, now)
             deliveries = await append_updates(
                 conn,
-                fan_out(membership.members,
-                        UpdateRef(UpdateKind.MESSAGE_EDITED, membership.chat.id, (message_id,))),
+                fan_out(
+                    membership.members,
+                    UpdateRef(UpdateKind.MESSAGE_EDITED, membership.chat.id, (message_id,)),
+                ),
             )
         edited = (await store.get_messages(membership.chat.id, [message_id]))[message_id]
-        await publish_deliveries(self.deps, deliveries, messages={message_id: edited},
-                                 skip_device=caller.device_id)
+        await publish_deliveries(
+            self.deps, deliveries, messages={message_id: edited}, skip_device=caller.device_id
+        )
         return {"message": wire.message(edited), "seq": _own_seq(deliveries, caller.user_id) or 0}
 
     async def delete(self, caller: Caller, p: DeleteParams) -> wire.Json:
@@ -138,7 +141,9 @@ class MessageService:
         ids = [MessageId(i) for i in dict.fromkeys(p.message_ids)]
         found = await self._existing(chat.id, ids)
         store = self.deps.store
-        ref = UpdateRef(UpdateKind.MESSAGES_DELETED, chat.id, tuple(ids), for_everyone=p.for_everyone)
+        ref = UpdateRef(
+            UpdateKind.MESSAGES_DELETED, chat.id, tuple(ids), for_everyone=p.for_everyone
+        )
         if p.for_everyone:
             is_admin = chat.kind is ChatKind.GROUP and caller.user_id in chat.admin_ids
             if not is_admin and any(m.sender_id != caller.user_id for m in found.values()):
@@ -163,15 +168,24 @@ class MessageService:
         message_id = MessageId(p.message_id)
         await self._existing(membership.chat.id, [message_id])
         store = self.deps.store
-        ref = UpdateRef(UpdateKind.REACTION, membership.chat.id, (message_id,),
-                        actor=caller.user_id, emoji=p.emoji)
+        ref = UpdateRef(
+            UpdateKind.REACTION,
+            membership.chat.id,
+            (message_id,),
+            actor=caller.user_id,
+            emoji=p.emoji,
+        )
         async with store.write() as conn:
             old = await store.set_reaction(conn, message_id, caller.user_id, p.emoji)
-            deliveries = [] if old == p.emoji else await append_updates(
-                conn, fan_out(membership.members, ref)
+            deliveries = (
+                []
+                if old == p.emoji
+                else await append_updates(conn, fan_out(membership.members, ref))
             )
         updated = await store.get_messages(membership.chat.id, [message_id])
-        await publish_deliveries(self.deps, deliveries, messages=updated, skip_device=caller.device_id)
+        await publish_deliveries(
+            self.deps, deliveries, messages=updated, skip_device=caller.device_id
+        )
         return {"seq": await self._seq_or_current(deliveries, caller.user_id)}
 
     async def read(self, caller: Caller, p: ReadParams) -> wire.Json:
@@ -182,8 +196,12 @@ class MessageService:
             previous, senders = await store.mark_read(conn, chat_id, caller.user_id, p.max_id)
             deliveries: list[Delivery] = []
             if p.max_id > previous:
-                targets = [(caller.user_id, UpdateRef(UpdateKind.READ_INBOX, chat_id, max_id=p.max_id))]
-                outbox = UpdateRef(UpdateKind.READ_OUTBOX, chat_id, actor=caller.user_id, max_id=p.max_id)
+                targets = [
+                    (caller.user_id, UpdateRef(UpdateKind.READ_INBOX, chat_id, max_id=p.max_id))
+                ]
+                outbox = UpdateRef(
+                    UpdateKind.READ_OUTBOX, chat_id, actor=caller.user_id, max_id=p.max_id
+                )
                 targets += fan_out(senders, outbox)
                 deliveries = await append_updates(conn, targets)
         await publish_deliveries(self.deps, deliveries, skip_device=caller.device_id)
@@ -191,7 +209,9 @@ class MessageService:
 
     async def typing(self, caller: Caller, p: ChatIdParams) -> wire.Json:
         membership = await self._membership(caller, p.chat_id)
-        body = wire.dumps({"type": "typing", "chat_id": membership.chat.id, "user_id": caller.user_id})
+        body = wire.dumps(
+            {"type": "typing", "chat_id": membership.chat.id, "user_id": caller.user_id}
+        )
         targets = tuple((u, None) for u in membership.members if u != caller.user_id)
         await self.deps.publish(Push(body, targets))
         return {"ok": True}

@@ -60,7 +60,9 @@ class UserService:
             try:
                 _, key = normalize_username(peer)
             except SamizdatError:
-                raise NotFound("no user with that username", code=ErrorCode.USER_NOT_FOUND) from None
+                raise NotFound(
+                    "no user with that username", code=ErrorCode.USER_NOT_FOUND
+                ) from None
             found = await store.user_by_username(key)
         if found is None:
             raise NotFound(f"no user found for {peer[:1]}…", code=ErrorCode.USER_NOT_FOUND)
@@ -90,7 +92,9 @@ class UserService:
     async def contacts(self, caller: Caller, _: Empty) -> wire.Json:
         ids = await self.deps.store.contact_ids(caller.user_id)
         accounts = await self.deps.store.get_users(ids)
-        return {"users": [await self.view(accounts[i], caller.user_id) for i in ids if i in accounts]}
+        return {
+            "users": [await self.view(accounts[i], caller.user_id) for i in ids if i in accounts]
+        }
 
 
 __all__ = ["UserService"]

@@ -1,0 +1,55 @@
+"""Shared fixtures: a real server per module on each backend, and signed-in clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from samizdat.client import Client
+from tests.harness import IN_CI, ServerProcess, postgres_available, signed_in
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+def _require_backend(backend: str) -> None:
+    if backend == "postgres" and not postgres_available():
+        if IN_CI:
+            pytest.fail("PostgreSQL at 127.0.0.1:5432 is required when CI=true")
+        pytest.skip("PostgreSQL at 127.0.0.1:5432 is not running")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """One server process per test module and backend; tests use fresh users, so they share it."""
+    _require_backend(request.param)
+    proc = ServerProcess(tmp_path_factory.mktemp(f"server-{request.param}"), backend=request.param)
+    proc.start()
+    yield proc
+    proc.cleanup()
+
+
+@pytest.fixture(params=BACKENDS)
+def fresh_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
+    """A server of one's own, for tests that kill or reconfigure it."""
+    _require_backend(request.param)
+    proc = ServerProcess(tmp_path / "server", backend=request.param)
+    yield proc
+    proc.cleanup()
+
+
+@pytest.fixture
+async def alice(server: ServerProcess) -> AsyncIterator[Client]:
+    client = await signed_in(server.url, "Alice")
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def bob(server: ServerProcess) -> AsyncIterator[Client]:
+    client = await signed_in(server.url, "Bob")
+    yield client
+    await client.close()

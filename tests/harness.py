@@ -1,0 +1,187 @@
+"""Real servers in real processes, and logged-in real clients, for integration tests.
+
+``ServerProcess`` runs ``python -m samizdat serve`` on a free loopback port with its own data
+directory and, for PostgreSQL, its own freshly created database; it can be killed with
+SIGKILL and restarted on the same data to test durability.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from samizdat.client import Client
+
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+TEST_LIMITS = """
+[limits]
+auth_per_ip_per_minute = 100000
+codes_per_phone_per_hour = 1000
+requests_per_second = 100000
+request_burst = 100000
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _pg(sql: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def postgres_available() -> bool:
+    try:
+        asyncio.run(_pg("SELECT 1"))
+    except (OSError, asyncpg.PostgresError):
+        return False
+    return True
+
+
+def create_pg_database() -> str:
+    name = f"samizdat_test_{secrets.token_hex(6)}"
+    asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
+    return name
+
+
+def drop_pg_database(name: str) -> None:
+    asyncio.run(
+        _pg(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        )
+    )
+    asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}"'))
+
+
+@dataclass
+class ServerProcess:
+    data_dir: Path
+    backend: str = "sqlite"
+    extra_config: str = TEST_LIMITS
+    dev: bool = True
+    port: int = field(default_factory=free_port)
+    pg_database: str | None = None
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "server.log"
+
+    def start(self) -> ServerProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config = self.extra_config
+        if self.backend == "postgres":
+            if self.pg_database is None:
+                self.pg_database = create_pg_database()
+            config += (
+                f'\n[storage]\ndatabase_url = "postgresql+asyncpg://postgres@127.0.0.1:5432/'
+                f'{self.pg_database}"\n'
+            )
+        config_path = self.data_dir / "config.toml"
+        config_path.write_text(config)
+        args = [
+            sys.executable,
+            "-m",
+            "samizdat",
+            "serve",
+            "--data",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+            "--config",
+            str(config_path),
+        ]
+        if self.dev:
+            args.append("--dev")
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self._wait_healthy()
+        return self
+
+    def _wait_healthy(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(
+            f"server not healthy after {timeout}s:\n{self.log_path.read_text()[-3000:]}"
+        )
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self.pg_database is not None:
+            drop_pg_database(self.pg_database)
+            self.pg_database = None
+
+
+_numbers = itertools.count(int.from_bytes(secrets.token_bytes(3), "big") * 10)
+
+
+def new_test_phone(digit: int = 1) -> tuple[str, str]:
+    """A fresh reserved test number and its dev-mode code."""
+    return f"+99966{digit}{next(_numbers) % 10**8:08d}", str(digit) * 5
+
+
+async def signed_in(url: str, name: str = "user", *, device_name: str = "test") -> Client:
+    phone, code = new_test_phone()
+    client = Client(url, device_name=device_name)
+    await client.connect()
+    await client.send_code(phone)
+    await client.sign_in(phone, code, display_name=name)
+    client.test_phone = phone  # type: ignore[attr-defined]
+    return client
+
+
+async def second_device(url: str, phone: str, *, device_name: str = "second") -> Client:
+    client = Client(url, device_name=device_name)
+    await client.connect()
+    await client.send_code(phone)
+    await client.sign_in(phone, "1" * 5 if phone[6] == "1" else phone[6] * 5)
+    client.test_phone = phone  # type: ignore[attr-defined]
+    return client
