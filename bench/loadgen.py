@@ -78,6 +78,13 @@ class Errors:
         return {"errors": self.count, "first_errors": self.first}
 
 
+def describe(exc: BaseException) -> str:
+    """The first real error inside (possibly nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"
+
+
 def padded(prefix: str, size: int) -> str:
     return prefix + " " + "x" * max(0, size - len(prefix) - 1)
 
@@ -233,6 +240,11 @@ class Worker:
         max_lag_ns = 0
         all_received = asyncio.Event()
         sending_done = False
+        acks_in_window = 0
+
+        def check_done() -> None:
+            if sending_done and min(len(latencies), acks_in_window) >= scheduled_in_window:
+                all_received.set()
 
         def on_push(frame: JSONDict, now: int) -> None:
             update = frame.get("update") or {}
@@ -244,18 +256,22 @@ class Worker:
             scheduled = int(text[1 : text.index(" ")])
             if measure_from <= scheduled < measure_until:
                 latencies.append((now - scheduled) / 1e6)
-                if len(latencies) >= scheduled_in_window and sending_done:
-                    all_received.set()
+                check_done()
 
         for _sender, recipient, _chat in pairs:
             self.device(recipient).on_update = on_push
 
         def on_ack(scheduled: int) -> ReplyHandler:
             def handler(frame: JSONDict, now: int) -> None:
+                nonlocal acks_in_window
+                in_window = measure_from <= scheduled < measure_until
                 if "error" in frame:
                     errors.add(f"messages.send: {frame['error']}")
-                elif measure_from <= scheduled < measure_until:
+                elif in_window:
                     ack_latency.add((now - scheduled) / 1e6)
+                if in_window:
+                    acks_in_window += 1
+                    check_done()
 
             return handler
 
@@ -281,7 +297,8 @@ class Worker:
                 break
             k += 1
         sending_done = True
-        if len(latencies) < scheduled_in_window:
+        check_done()
+        if not all_received.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(all_received.wait(), float(op["drain"]))
         for _sender, recipient, _chat in pairs:
@@ -347,7 +364,7 @@ class Worker:
             write({"type": "result", **result})
         except Exception as exc:  # reported to the parent, which raises
             traceback.print_exc(file=sys.stderr)
-            write({"type": "error", "error": f"{type(exc).__name__}: {exc}"})
+            write({"type": "error", "error": describe(exc)})
 
 
 async def main() -> None:

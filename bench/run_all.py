@@ -76,7 +76,9 @@ def _fmt(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:,.1f}" if value >= 100 else f"{value:.2f}".rstrip("0").rstrip(".")
+        if value >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.1f}" if value >= 100 else f"{value:.2f}".rstrip("0").rstrip(".")
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
@@ -168,7 +170,8 @@ def markdown(report: JSONDict) -> str:
     for name, entry in report["benchmarks"].items():
         last = None
         for label, metric, paths in rows_for(name, entry):
-            cells = [_cell(entry["results"].get(t), paths) for t in targets]
+            sep = " → " if "→ connected" in metric else " / "
+            cells = [_cell(entry["results"].get(t), paths, sep) for t in targets]
             lines.append(
                 f"| {label if label != last else ''} | {metric} | " + " | ".join(cells) + " |"
             )

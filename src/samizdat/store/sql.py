@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +110,8 @@ class SqlStore:
         self._sends: asyncio.Queue[_PendingSend] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
         self.batches_committed = 0
+        #: Called with the number of sends in each group commit (the app wires a metric here).
+        self.on_batch: Callable[[int], None] | None = None
 
     async def start(self) -> None:
         self._writer_task = asyncio.create_task(self._send_writer(), name="group-commit")
@@ -221,6 +223,8 @@ class SqlStore:
                     [{"c": c, "m": m} for c, m in last_in_chat.items()],
                 )
         self.batches_committed += 1
+        if self.on_batch is not None:
+            self.on_batch(len(batch))
         first_of: set[tuple[int, int]] = set()
         for item, key in zip(batch, keys, strict=True):
             outcome = outcomes[key]
