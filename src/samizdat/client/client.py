@@ -30,11 +30,18 @@ from typing import Any, Self, TypeVar
 
 from pydantic import TypeAdapter
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from samizdat.client.events import AnyUpdate
 from samizdat.client.profile import Profile, Session
-from samizdat.protocol.errors import ErrorCode, NotFound, SamizdatError, Unavailable
+from samizdat.protocol.errors import (
+    WS_CLOSE_REVOKED,
+    AuthError,
+    ErrorCode,
+    NotFound,
+    SamizdatError,
+    Unavailable,
+)
 from samizdat.protocol.models import Chat, Device, Dialog, Message, Update, User, Wire
 from samizdat.protocol.session import (
     ClientSession,
@@ -59,7 +66,22 @@ def ws_url(server: str) -> str:
     return base + "/ws"
 
 
+def _connection_lost(ws: ClientConnection | None) -> SamizdatError:
+    if ws is not None and ws.close_code == WS_CLOSE_REVOKED:
+        # The server answers nothing more once a device is revoked, not even the request
+        # that revoked it: callers must see why, not a bare disconnect.
+        return AuthError("this device was logged out; sign in again", code=ErrorCode.TOKEN_REVOKED)
+    return Unavailable("connection to the server was lost")
+
+
 class Client:
+    """One device's connection to a server.
+
+    ``receive_updates=False`` makes a one-shot client (a script that sends something and
+    exits): it does not catch up on connect, ignores pushed updates and never advances the
+    saved update number, so a later listener on the same profile still sees what it missed.
+    """
+
     def __init__(
         self,
         server: str | None = None,
@@ -68,6 +90,7 @@ class Client:
         session: Session | None = None,
         device_name: str = "samizdat-sdk",
         request_timeout: float = 30.0,
+        receive_updates: bool = True,
     ) -> None:
         self.profile = Profile(profile) if profile is not None else None
         self.session = session or (self.profile.load() if self.profile else None)
@@ -76,6 +99,7 @@ class Client:
         self.server = server or (self.session.server if self.session else "")
         self.device_name = device_name
         self.request_timeout = request_timeout
+        self.receive_updates = receive_updates
         self._ws: ClientConnection | None = None
         self._proto = ClientSession()
         self._pending: dict[int | str, asyncio.Future[Any]] = {}
@@ -106,6 +130,10 @@ class Client:
             self._ws = await connect(ws_url(self.server), max_size=2**22, open_timeout=10)
         except OSError as exc:
             raise Unavailable(f"cannot reach {self.server}: {exc.strerror or exc}") from exc
+        except InvalidURI as exc:
+            raise Unavailable(f"{self.server!r} is not a server URL (http://host:port)") from exc
+        except InvalidHandshake as exc:
+            raise Unavailable(f"{self.server} did not accept a Samizdat connection") from exc
         self._closed.clear()
         self._reader = asyncio.create_task(self._read_loop())
         self._dispatcher = asyncio.create_task(self._dispatch_loop())
@@ -137,7 +165,7 @@ class Client:
             await self._ws.send(frame.decode())
             return await asyncio.wait_for(future, self.request_timeout)
         except ConnectionClosed as exc:
-            raise Unavailable("connection to the server was lost") from exc
+            raise _connection_lost(self._ws) from exc
         except TimeoutError as exc:
             raise Unavailable(
                 f"{method} got no answer within {self.request_timeout:.0f} s"
@@ -146,9 +174,10 @@ class Client:
             self._pending.pop(request_id, None)
 
     async def _read_loop(self) -> None:
-        assert self._ws is not None
+        ws = self._ws
+        assert ws is not None
         try:
-            async for data in self._ws:
+            async for data in ws:
                 event = self._proto.receive(data)
                 match event:
                     case ResponseReceived(request_id, result):
@@ -166,9 +195,10 @@ class Client:
         except ConnectionClosed:
             pass
         finally:
+            lost = _connection_lost(ws)
             for future in self._pending.values():
                 if not future.done():
-                    future.set_exception(Unavailable("connection to the server was lost"))
+                    future.set_exception(lost)
             self._closed.set()
 
     # --- updates ---------------------------------------------------------------------------
@@ -193,6 +223,8 @@ class Client:
                 log.warning("could not process an update: %s", exc)
 
     async def _on_numbered(self, seq: int, raw: dict[str, Any]) -> None:
+        if not self.receive_updates:
+            return
         async with self._sync_lock:
             session = self.session
             if session is None or seq <= session.seq:
@@ -215,7 +247,7 @@ class Client:
         Inside a handler (the dispatcher holds the sync lock) this does nothing: the next
         pushed update then shows a gap and the difference fills it in.
         """
-        if self._sync_lock.locked():
+        if self._sync_lock.locked() or not self.receive_updates:
             return
         async with self._sync_lock:
             if self.session is None or seq <= self.session.seq:
@@ -276,7 +308,7 @@ class Client:
         self.me = User.model_validate(result["user"])
         if fresh:
             self.session.seq = int(result["seq"])
-        elif int(result["seq"]) > self.session.seq:
+        elif self.receive_updates and int(result["seq"]) > self.session.seq:
             await self.catch_up()
 
     async def get_me(self) -> User:
@@ -291,6 +323,10 @@ class Client:
     async def resolve(self, peer: str) -> User:
         return User.model_validate(await self.call("users.resolve", peer=peer))
 
+    async def get_user(self, user_id: int) -> User:
+        """A user by id, as the server lets you see them (phone only if their setting allows)."""
+        return User.model_validate(await self.call("users.get", user_id=user_id))
+
     async def devices(self) -> list[Device]:
         return [Device.model_validate(d) for d in (await self.call("devices.list"))["devices"]]
 
@@ -299,6 +335,23 @@ class Client:
 
     async def revoke_other_devices(self) -> int:
         return int((await self.call("devices.revoke_others"))["revoked"])
+
+    async def log_out(self) -> None:
+        """Revoke this device on the server, forget the session and clear the profile.
+
+        The server closes the socket as it revokes the device, so its answer may never
+        arrive; a close that says the device was revoked counts as success.
+        """
+        if self.session is None:
+            return
+        try:
+            await self.revoke_device(self.session.device_id)
+        except AuthError as exc:
+            if exc.code is not ErrorCode.TOKEN_REVOKED:
+                raise
+        self.session = None
+        if self.profile is not None:
+            self.profile.clear()
 
     # --- chats -----------------------------------------------------------------------------
     async def chat(self, peer: str | int) -> Chat:
@@ -327,6 +380,10 @@ class Client:
         return Chat.model_validate(
             await self.call("groups.remove", chat_id=chat_id, user_id=user_id)
         )
+
+    async def rename_group(self, chat: str | int, title: str) -> Chat:
+        chat_id = (await self.chat(chat)).id
+        return Chat.model_validate(await self.call("groups.rename", chat_id=chat_id, title=title))
 
     async def leave(self, chat: str | int) -> None:
         await self.call("groups.leave", chat_id=(await self.chat(chat)).id)
