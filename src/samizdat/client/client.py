@@ -138,7 +138,11 @@ class Client:
         self._reader = asyncio.create_task(self._read_loop())
         self._dispatcher = asyncio.create_task(self._dispatch_loop())
         if self.session is not None:
-            await self._authorize(fresh=False)
+            try:
+                await self._authorize(fresh=False)
+            except BaseException:
+                await self.close()  # a revoked token must not leave a socket and tasks behind
+                raise
 
     async def close(self) -> None:
         if self._ws is not None:

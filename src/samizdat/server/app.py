@@ -69,6 +69,7 @@ def create_app(
         finally:
             await bus.close()
             await store.close()
+            await issuer.aclose()
 
     app = FastAPI(
         title="Samizdat",

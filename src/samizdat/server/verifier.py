@@ -33,6 +33,10 @@ class Verifier(Protocol):
 
     async def deliver(self, phone: Phone, code: str) -> None: ...
 
+    async def aclose(self) -> None:
+        """Release connections; called once at server shutdown."""
+        ...
+
 
 class CodeIssuer:
     """Decides the login code for a phone and has it delivered (see the module docstring).
@@ -52,6 +56,10 @@ class CodeIssuer:
         self._dev_mode = dev_mode
         self._length = (policy or CodePolicy()).length
         self._randbelow = randbelow
+
+    async def aclose(self) -> None:
+        if self._verifier is not None:
+            await self._verifier.aclose()
 
     async def issue(self, phone: Phone) -> str:
         """Return the code ``phone`` must present, after it has been delivered.
