@@ -266,13 +266,33 @@ class CpuMeter:
         return round(100.0 * used / elapsed, 1) if elapsed > 0 else 0.0
 
 
-async def measure_cpu(pids: Sequence[int], from_ns: int, until_ns: int) -> float:
-    """Sleep until ``from_ns``, then return the CPU % of ``pids`` up to ``until_ns``."""
-    meter = CpuMeter(pids)
-    await asyncio.sleep(max(0.0, (from_ns - time.monotonic_ns()) / 1e9))
-    meter.start()
-    await asyncio.sleep(max(0.0, (until_ns - time.monotonic_ns()) / 1e9))
-    return meter.stop()
+def machine_busy_seconds() -> float:
+    """CPU seconds spent busy by all cores since boot (everything but idle and iowait)."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    # guest time is already counted in user/nice
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure_window(
+    server_pid: int, client_pids: Sequence[int], from_ns: int, until_ns: int
+) -> JSONDict:
+    """CPU % (of one core) of the server, the load generator and everything else on the machine
+    between two ``monotonic_ns`` instants; ``other_cpu_pct`` well above 0 means a noisy box."""
+    server, clients = CpuMeter([server_pid]), CpuMeter(client_pids)
+    await asyncio.sleep(max(0.0, (from_ns - time.monotonic_ns()) / NS))
+    server.start()
+    clients.start()
+    busy, began = machine_busy_seconds(), time.monotonic()
+    await asyncio.sleep(max(0.0, (until_ns - time.monotonic_ns()) / NS))
+    machine = 100.0 * (machine_busy_seconds() - busy) / max(time.monotonic() - began, 1e-9)
+    server_pct, client_pct = server.stop(), clients.stop()
+    return {
+        "server_cpu_pct": server_pct,
+        "client_cpu_pct": client_pct,
+        "other_cpu_pct": round(max(0.0, machine - server_pct - client_pct), 1),
+    }
 
 
 # --- HTTP API and sign-in -----------------------------------------------------------------
@@ -282,6 +302,9 @@ class Account:
     device_id: int
     token: str
     phone: str
+
+
+SIGN_IN_ATTEMPTS = 3
 
 
 def bench_phone(index: int, digit: int = 1) -> str:
@@ -338,23 +361,36 @@ async def sign_in_many(
     for index, phone in enumerate(phones):
         by_phone.setdefault(phone, []).append(index)
     accounts: list[Account | None] = [None] * len(phones)
+    transport_errors: list[str] = []
     gate = asyncio.Semaphore(concurrency)
     async with http_client(base_url, concurrency=concurrency) as client:
+
+        async def sign_in_once(phone: str) -> JSONDict:
+            await api(client, "auth.send_code", {"phone": phone})
+            return await api(
+                client,
+                "auth.sign_in",
+                {
+                    "phone": phone,
+                    "code": bench_code(phone),
+                    "device_name": device_name,
+                    "display_name": f"b{phone[-7:]}",
+                },
+            )
 
         async def one_phone(phone: str, slots: list[int]) -> None:
             async with gate:
                 for slot in slots:
-                    await api(client, "auth.send_code", {"phone": phone})
-                    result = await api(
-                        client,
-                        "auth.sign_in",
-                        {
-                            "phone": phone,
-                            "code": bench_code(phone),
-                            "device_name": device_name,
-                            "display_name": f"b{phone[-7:]}",
-                        },
-                    )
+                    for attempt in range(SIGN_IN_ATTEMPTS):
+                        try:
+                            result = await sign_in_once(phone)
+                            break
+                        except httpx.TransportError as exc:
+                            # A dropped keep-alive connection: start over with a new code.
+                            transport_errors.append(f"{phone}: {type(exc).__name__}")
+                            if attempt == SIGN_IN_ATTEMPTS - 1:
+                                raise
+                            await asyncio.sleep(0.2 * (attempt + 1))
                     accounts[slot] = Account(
                         int(result["user"]["id"]),
                         int(result["device_id"]),
@@ -365,6 +401,10 @@ async def sign_in_many(
         async with asyncio.TaskGroup() as group:
             for phone, slots in by_phone.items():
                 group.create_task(one_phone(phone, slots))
+    if transport_errors:
+        log(
+            f"sign-in: {len(transport_errors)} retried transport errors, e.g. {transport_errors[0]}"
+        )
     return [a for a in accounts if a is not None]
 
 
@@ -551,6 +591,7 @@ def machine_info() -> JSONDict:
         "mem_total_gib": mem_total_gib(),
         "python": platform.python_version(),
         "kernel": platform.release(),
+        "loadavg_1m_at_start": os.getloadavg()[0],
         "samizdat_flags": list(samizdat_bench_flags()),
     }
 

@@ -13,7 +13,7 @@ The same users serve both sizes: the 100-member group is the first 100 of the 1,
 so during that run the other 900 devices are online but not addressed. Against the relay
 the same groups are built through its setup API and it routes to members' sockets.
 
-    python -m bench.fanout --target both --sizes 100 1000 --window 4
+    python -m bench.fanout --target both --sizes 100 1000 --window 8
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from bench.common import (
     http_client,
     latency_summary,
     log,
-    measure_cpu,
+    measure_window,
     running_server,
     targets_arg,
     tree_rss_bytes,
@@ -161,8 +161,9 @@ async def run_size(
             }
             for idx in indices
         ]
-        server_cpu = asyncio.create_task(measure_cpu([server_pid], measure_from, measure_until))
-        client_cpu = asyncio.create_task(measure_cpu(pool.pids, measure_from, measure_until))
+        cpu = asyncio.create_task(
+            measure_window(server_pid, pool.pids, measure_from, measure_until)
+        )
         receiving = asyncio.create_task(
             pool.call_all(ops, on_progress=sender.on_progress, timeout=args.warmup + 120)
         )
@@ -190,8 +191,7 @@ async def run_size(
         "lost": len(sender.lost),
         "errors": len(sender.errors),
         "first_errors": sender.errors[:5],
-        "server_cpu_pct": await server_cpu,
-        "client_cpu_pct": await client_cpu,
+        **(await cpu),
     }
 
 
@@ -232,7 +232,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sizes", type=int, nargs="+", default=[100, 1000], help="group sizes (100 1000)"
     )
-    parser.add_argument("--window", type=int, default=4, help="undelivered messages (4)")
+    parser.add_argument("--window", type=int, default=8, help="undelivered messages (8)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring (1)")
     parser.add_argument("--duration", type=int, default=5, help="measured seconds per size (5)")
     parser.add_argument("--drain", type=float, default=5.0, help="wait for stragglers (5)")

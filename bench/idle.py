@@ -45,7 +45,7 @@ async def run_target(kind: str, args: argparse.Namespace) -> JSONDict:
         rss_start = tree_rss_bytes(server.pid)
         log(f"{kind}: signing in {args.devices} devices of {users} users")
         began = time.monotonic()
-        accounts = await pool.sign_in(server.base_url, phones, concurrency=args.concurrency)
+        accounts = await pool.sign_in(server.base_url, phones)
         sign_in_s = time.monotonic() - began
         if len(accounts) != args.devices:
             raise BenchError(f"signed in {len(accounts)} of {args.devices} devices")

@@ -33,6 +33,7 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+ID_BASE = 115_410_098_659_328
 
 
 class ApiError(Exception):
@@ -52,7 +53,7 @@ class Chat:
     title: str
     creator_id: int
     members: list[int]
-    message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(ID_BASE))
 
     def to_wire(self, viewer: int) -> JSONDict:
         peer = next((m for m in self.members if m != viewer), viewer)
@@ -78,9 +79,10 @@ class Relay:
     """In-memory state and the two protocol front ends (HTTP setup, WebSocket messaging)."""
 
     def __init__(self) -> None:
-        self.user_ids = itertools.count(1)
-        self.device_ids = itertools.count(1)
-        self.chat_ids = itertools.count(1)
+        # Ids as wide as Samizdat's (about 2**47), so frames are the same size.
+        self.user_ids = itertools.count(ID_BASE)
+        self.device_ids = itertools.count(ID_BASE)
+        self.chat_ids = itertools.count(ID_BASE)
         self.users_by_phone: dict[str, int] = {}
         self.names: dict[int, str] = {}
         self.tokens: dict[str, tuple[int, int]] = {}
@@ -221,7 +223,7 @@ class Relay:
         if chat is None or socket.user_id not in chat.members:
             await self.reply_error(socket.send, request_id, "CHAT_NOT_FOUND", "no such chat")
             return
-        message = {
+        message: JSONDict = {
             "id": next(chat.message_ids),
             "chat_id": chat.id,
             "sender_id": socket.user_id,

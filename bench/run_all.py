@@ -107,8 +107,8 @@ def rows_for(name: str, entry: JSONDict) -> list[tuple[str, str, list[str]]]:
             ),
             (
                 sus,
-                "server / client CPU %",
-                ["sustained.server_cpu_pct", "sustained.client_cpu_pct"],
+                "CPU % server / load gen / other",
+                [f"sustained.{k}_cpu_pct" for k in ("server", "client", "other")],
             ),
             (
                 lat,
@@ -116,7 +116,11 @@ def rows_for(name: str, entry: JSONDict) -> list[tuple[str, str, list[str]]]:
                 [f"latency.delivery.{k}_ms" for k in ("p50", "p90", "p99", "max")],
             ),
             (lat, "lost or late / scheduled", ["latency.lost_or_late", "latency.scheduled"]),
-            (lat, "server CPU %", ["latency.server_cpu_pct"]),
+            (
+                lat,
+                "CPU % server / load gen / other",
+                [f"latency.{k}_cpu_pct" for k in ("server", "client", "other")],
+            ),
         ]
     if name == "fanout":
         rows = []
@@ -132,8 +136,8 @@ def rows_for(name: str, entry: JSONDict) -> list[tuple[str, str, list[str]]]:
                 ),
                 (
                     label,
-                    "server / client CPU %",
-                    [f"{size}.server_cpu_pct", f"{size}.client_cpu_pct"],
+                    "CPU % server / load gen / other",
+                    [f"{size}.{k}_cpu_pct" for k in ("server", "client", "other")],
                 ),
             ]
         return rows
@@ -161,8 +165,9 @@ def markdown(report: JSONDict) -> str:
     )
     lines = [
         f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['mem_total_gib']} GiB, "
-        f"Linux {m['kernel']}, Python {m['python']}; {m['date']}. Server and load generator "
-        "on the same machine over 127.0.0.1.",
+        f"Linux {m['kernel']}, Python {m['python']}; {m['date']}; load average at start "
+        f"{m['loadavg_1m_at_start']:.2f}. Server and load generator share the machine "
+        "(127.0.0.1); CPU % is of one core.",
         "",
         "| benchmark | metric | " + " | ".join(targets) + " |",
         "| --- | --- | " + " | ".join("---:" for _ in targets) + " |",

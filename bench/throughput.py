@@ -39,7 +39,7 @@ from bench.common import (
     http_client,
     latency_summary,
     log,
-    measure_cpu,
+    measure_window,
     running_server,
     targets_arg,
     tree_rss_bytes,
@@ -109,8 +109,7 @@ async def closed_loop(
         }
         for p in worker_pairs
     ]
-    server_cpu = asyncio.create_task(measure_cpu([server_pid], measure_from, measure_until))
-    client_cpu = asyncio.create_task(measure_cpu(pool.pids, measure_from, measure_until))
+    cpu = asyncio.create_task(measure_window(server_pid, pool.pids, measure_from, measure_until))
     results = await pool.call_all(ops, timeout=args.warmup + args.duration + 120)
     received = sum(r["received"] for r in results)
     per_second = [sum(col) for col in zip(*(r["per_second"] for r in results), strict=True)]
@@ -123,8 +122,7 @@ async def closed_loop(
         "ack_latency": latency_summary(ack_latency),
         "errors": sum(r["errors"] for r in results),
         "first_errors": [e for r in results for e in r["first_errors"]][:5],
-        "server_cpu_pct": await server_cpu,
-        "client_cpu_pct": await client_cpu,
+        **(await cpu),
     }
 
 
@@ -149,8 +147,7 @@ async def open_loop(
         }
         for w, p in enumerate(worker_pairs)
     ]
-    server_cpu = asyncio.create_task(measure_cpu([server_pid], measure_from, measure_until))
-    client_cpu = asyncio.create_task(measure_cpu(pool.pids, measure_from, measure_until))
+    cpu = asyncio.create_task(measure_window(server_pid, pool.pids, measure_from, measure_until))
     results = await pool.call_all(ops, timeout=args.warmup + args.duration + args.drain + 120)
     scheduled = sum(r["scheduled"] for r in results)
     latencies = [v for r in results for v in r["latency_ms"]]
@@ -165,8 +162,7 @@ async def open_loop(
         "max_scheduler_lag_ms": max(r["max_scheduler_lag_ms"] for r in results),
         "errors": sum(r["errors"] for r in results),
         "first_errors": [e for r in results for e in r["first_errors"]][:5],
-        "server_cpu_pct": await server_cpu,
-        "client_cpu_pct": await client_cpu,
+        **(await cpu),
     }
 
 

@@ -53,3 +53,10 @@ async def bob(server: ServerProcess) -> AsyncIterator[Client]:
     client = await signed_in(server.url, "Bob")
     yield client
     await client.close()
+
+
+@pytest.fixture
+async def carol(server: ServerProcess) -> AsyncIterator[Client]:
+    client = await signed_in(server.url, "Carol")
+    yield client
+    await client.close()

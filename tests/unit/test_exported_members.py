@@ -34,7 +34,8 @@ def test_packages_with_public_apis_declare_all(name: str) -> None:
     module = importlib.import_module(name)
     if module.__file__ and module.__file__.endswith("__init__.py") and hasattr(module, "__all__"):
         public = {
-            n for n, v in vars(module).items()
+            n
+            for n, v in vars(module).items()
             if not n.startswith("_") and getattr(v, "__module__", "").startswith("samizdat")
         }
         assert public <= set(module.__all__), f"{name} exports undeclared names"

@@ -13,11 +13,15 @@ import orjson
 
 @dataclass(frozen=True, slots=True)
 class Push:
-    """Deliver one serialised update body to users; ``seq`` is None for ephemeral updates."""
+    """Deliver one serialised update body to users; ``seq`` is None for ephemeral updates.
+
+    ``skip_connection`` is the socket whose request caused the update: it learns the number
+    from its result instead. The device's other sockets still get the push.
+    """
 
     body: bytes
     targets: tuple[tuple[int, int | None], ...]
-    skip_device: int | None = None
+    skip_connection: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

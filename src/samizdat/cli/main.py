@@ -1,4 +1,8 @@
-"""The ``samizdat`` command: a server (``serve``) and a client for scripts and people."""
+"""The ``samizdat`` command: a server (``serve``) and a client for scripts and people.
+
+Every client command takes ``--json`` (one JSON object per line; errors as
+``{"error": {"code", "message"}}``, exit 1) and keeps its state in ``--profile``.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,13 @@ from typing import Annotated
 
 import typer
 
+from samizdat.cli.account import login, logout, profile_app, username_app, whoami
+from samizdat.cli.chats import chats, group_app
+from samizdat.cli.devices import devices_app
+from samizdat.cli.listen import listen
+from samizdat.cli.messages import delete, edit, history, react, read, send
 from samizdat.cli.serve import serve
-
-DEFAULT_PROFILE = Path("~/.samizdat")
+from samizdat.cli.session import DEFAULT_PROFILE
 
 app = typer.Typer(
     help="Samizdat: a self-hostable messenger. `samizdat serve --dev` runs a server; the other "
@@ -33,6 +41,24 @@ def root(
 
 
 app.command()(serve)
+
+app.command(rich_help_panel="Account")(login)
+app.command(rich_help_panel="Account")(logout)
+app.command(rich_help_panel="Account")(whoami)
+app.add_typer(username_app, name="username", rich_help_panel="Account")
+app.add_typer(profile_app, name="profile", rich_help_panel="Account")
+app.add_typer(devices_app, name="devices", rich_help_panel="Account")
+
+app.command(rich_help_panel="Chats")(chats)
+app.add_typer(group_app, name="group", rich_help_panel="Chats")
+app.command(rich_help_panel="Chats")(listen)
+
+app.command(rich_help_panel="Messages")(send)
+app.command(rich_help_panel="Messages")(history)
+app.command(rich_help_panel="Messages")(edit)
+app.command(rich_help_panel="Messages")(delete)
+app.command(rich_help_panel="Messages")(react)
+app.command(rich_help_panel="Messages")(read)
 
 
 def main() -> None:

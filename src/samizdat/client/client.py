@@ -281,9 +281,13 @@ class Client:
         update = _UPDATE.validate_python(raw)
         for event_type, handler in self._handlers:
             if event_type is AnyUpdate or isinstance(update, event_type):
-                result = handler(update)
-                if inspect.isawaitable(result):
-                    await result
+                try:
+                    result = handler(update)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    # A broken handler must not stop delivery to the others, or of later updates.
+                    log.exception("update handler %r failed", handler)
 
     # --- account ---------------------------------------------------------------------------
     async def send_code(self, phone: str) -> int:

@@ -42,17 +42,38 @@ def _valid_id(value: object) -> bool:
     return isinstance(value, str) and 0 < len(value) <= 64
 
 
+_PEEK_FACTOR = 16
+
+
+def _peek_id(data: bytes | str) -> RequestId | None:
+    try:
+        frame = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    request_id = frame.get("id") if isinstance(frame, dict) else None
+    return request_id if _valid_id(request_id) else None
+
+
 def decode_request(data: bytes | str, *, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Request:
     """Parse one client frame.
 
-    Raises ProtocolError (BAD_FRAME or PAYLOAD_TOO_LARGE); when the frame was readable enough to
-    carry an id, the error's ``debug_context["request_id"]`` holds it so the reply can echo it.
+    Raises ProtocolError (BAD_FRAME, PAYLOAD_TOO_LARGE or INVALID_PARAMS); when the frame was
+    readable enough to carry an id, the error's ``debug_context["request_id"]`` holds it so the
+    reply can echo it. A frame over ``max_bytes`` is read for its id only while it is at most
+    ``_PEEK_FACTOR`` times the limit (the transport bounds frames anyway), so the client learns
+    which request was refused instead of waiting for a reply that never comes.
     """
     size = len(data)
     if size > max_bytes:
+        context: dict[str, RequestId] = {}
+        if size <= max_bytes * _PEEK_FACTOR:
+            request_id = _peek_id(data)
+            if request_id is not None:
+                context["request_id"] = request_id
         raise ProtocolError(
             f"frame of {size} bytes exceeds the {max_bytes}-byte limit",
             code=ErrorCode.PAYLOAD_TOO_LARGE,
+            debug_context=context,
         )
     try:
         frame = orjson.loads(data)

@@ -28,12 +28,22 @@ MAX_HISTORY_LIMIT = 200
 MAX_DIFFERENCE_LIMIT = 1000
 MAX_GROUP_MEMBERS = 10_000
 
+# Strings stored as plain text columns may not hold NUL: PostgreSQL refuses it (SQLite would
+# not), so it is refused here and both backends answer alike. Message text is sealed to bytes
+# before it is stored, so it may hold any character.
+_NO_NUL = r"^[^\x00]*$"
+
 Id = Annotated[int, Field(ge=1, lt=2**53)]
+#: Offsets and update numbers: non-negative, and like ids below 2**53 (they fit a BIGINT).
+Count = Annotated[int, Field(ge=0, lt=2**53)]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_LENGTH)]
-Title = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TITLE_LENGTH)]
-DisplayName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Title = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_TITLE_LENGTH, pattern=_NO_NUL)
+]
+DisplayName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=_NO_NUL)]
+DeviceName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=_NO_NUL)]
 RandomId = Annotated[int, Field(ge=-(2**63), lt=2**63)]
-Emoji = Annotated[str, StringConstraints(min_length=1, max_length=16)]
+Emoji = Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=_NO_NUL)]
 
 
 class Params(BaseModel):
@@ -65,7 +75,7 @@ class SendCodeResult(Result):
 class SignInParams(Params):
     phone: Annotated[str, StringConstraints(min_length=3, max_length=32)]
     code: Annotated[str, StringConstraints(min_length=1, max_length=16)]
-    device_name: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "device"
+    device_name: DeviceName = "device"
     display_name: DisplayName | None = None
 
 
@@ -89,7 +99,8 @@ class AuthorizeResult(Result):
 # --- profile and users --------------------------------------------------------------------
 class UpdateProfileParams(Params):
     display_name: DisplayName | None = None
-    phone_visibility: PhoneVisibility | None = None
+    # Not strict: parameters arrive as JSON, where an enum can only be its string value.
+    phone_visibility: Annotated[PhoneVisibility, Field(strict=False)] | None = None
 
 
 class SetUsernameParams(Params):
@@ -160,7 +171,7 @@ class SetAdminParams(Params):
 
 class MembersParams(Params):
     chat_id: Id
-    offset: Annotated[int, Field(ge=0)] = 0
+    offset: Count = 0
     limit: Annotated[int, Field(ge=1, le=MAX_HISTORY_LIMIT)] = 100
 
 
@@ -245,7 +256,7 @@ class StateResult(Result):
 
 
 class DifferenceParams(Params):
-    since: Annotated[int, Field(ge=0)]
+    since: Count
     limit: Annotated[int, Field(ge=1, le=MAX_DIFFERENCE_LIMIT)] = 500
 
 

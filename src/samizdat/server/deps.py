@@ -21,6 +21,7 @@ class Caller:
     user_id: UserId
     device_id: DeviceId
     ip: str
+    connection_id: int | None = None  # the WebSocket the request came on; None over HTTP
 
 
 @dataclass(frozen=True, slots=True)

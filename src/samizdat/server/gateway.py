@@ -50,7 +50,12 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await websocket.close(code, reason)
 
-        conn = Connection(send, close, max_outbox=self.limits.max_outbox_frames)
+        conn = Connection(
+            send,
+            close,
+            max_outbox=self.limits.max_outbox_frames,
+            conn_id=self.dispatcher.deps.new_id(),
+        )
         pump = asyncio.create_task(conn.pump())
         inflight = asyncio.Semaphore(self.limits.max_inflight_per_connection)
         tasks: set[asyncio.Task[None]] = set()
@@ -68,8 +73,7 @@ class Gateway:
         except WebSocketDisconnect:
             pass
         finally:
-            if conn.state.state is ConnState.READY:
-                self.hub.unregister(conn)
+            self.hub.unregister(conn)
             for task in tasks:
                 task.cancel()
             if not pump.done():
@@ -101,7 +105,7 @@ class Gateway:
                 return
             who: Caller | Anonymous
             if spec.needs_device:
-                who = Caller(conn.user_id, conn.device_id, ip)  # type: ignore[arg-type]
+                who = Caller(conn.user_id, conn.device_id, ip, conn.id)  # type: ignore[arg-type]
                 self.dispatcher.check_rate(who)
             else:
                 who = Anonymous(ip)

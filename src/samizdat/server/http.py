@@ -67,11 +67,12 @@ def add_rpc_routes(app: FastAPI, dispatcher: Dispatcher) -> None:
         async def endpoint(request: Request) -> Response:
             ip = request.client.host if request.client else "unknown"
             try:
-                params = dispatcher.parse(spec, await _body(request, limit))
+                # As on the WebSocket: who is calling is settled before what they sent is read.
                 who: Caller | Anonymous = Anonymous(ip)
                 if spec.needs_device:
                     who = await dispatcher.auth.authenticate(_bearer(request), ip)
                     dispatcher.check_rate(who)
+                params = dispatcher.parse(spec, await _body(request, limit))
                 return _json(await dispatcher.call(spec, who, params))
             except SamizdatError as exc:
                 return error_response(exc)

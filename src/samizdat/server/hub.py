@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from samizdat.bus.events import BusEvent, ChatChanged, DevicesRevoked, Push
 from samizdat.protocol.errors import WS_CLOSE_REVOKED, WS_CLOSE_SLOW_CONSUMER
 from samizdat.protocol.frames import encode_update
-from samizdat.protocol.session import ConnEvent, ServerConnection
+from samizdat.protocol.session import ConnEvent, ConnState, ServerConnection
 from samizdat.server.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,8 @@ Close = Callable[[int, str], Awaitable[None]]
 class Connection:
     """One device's socket as the hub sees it: identity, state, outbox."""
 
-    def __init__(self, send: SendText, close: Close, *, max_outbox: int) -> None:
+    def __init__(self, send: SendText, close: Close, *, max_outbox: int, conn_id: int = 0) -> None:
+        self.id = conn_id
         self._send = send
         self._close = close
         self.max_outbox = max_outbox
@@ -37,9 +38,11 @@ class Connection:
         self._outbox: deque[str] = deque()
         self._wakeup = asyncio.Event()
         self.closing: tuple[int, str] | None = None
+        self._flush_before_close = False
+        self.registered = False
 
     def push(self, frame: bytes | str) -> None:
-        if self.closing is not None:
+        if self.closing is not None and not self._flush_before_close:
             return
         if len(self._outbox) >= self.max_outbox:
             self.close_soon(WS_CLOSE_SLOW_CONSUMER, "too far behind; reconnect and resync")
@@ -47,22 +50,28 @@ class Connection:
         self._outbox.append(frame if isinstance(frame, str) else frame.decode())
         self._wakeup.set()
 
-    def close_soon(self, code: int, reason: str) -> None:
+    def close_soon(self, code: int, reason: str, *, flush: bool = False) -> None:
+        """Close after the pump's next turn; with ``flush``, after sending what is queued
+        (and whatever is pushed before then, such as the answer to the request that closed it).
+        """
         if self.closing is None:
             self.closing = (code, reason)
+            self._flush_before_close = flush
             self._wakeup.set()
 
     def revoke(self) -> None:
-        self.state.fire(ConnEvent.REVOKED)
-        self.close_soon(WS_CLOSE_REVOKED, "this device was logged out")
+        if self.state.state is ConnState.READY:
+            self.state.fire(ConnEvent.REVOKED)
+        self.close_soon(WS_CLOSE_REVOKED, "this device was logged out", flush=True)
 
     async def pump(self) -> None:
         """Send queued frames until the connection is told to close; then close it."""
         outbox = self._outbox
         while True:
-            while outbox and self.closing is None:
+            while outbox and (self.closing is None or self._flush_before_close):
                 await self._send(outbox.popleft())
             if self.closing is not None:
+                self._flush_before_close = False
                 code, reason = self.closing
                 await self._close(code, reason)
                 return
@@ -74,23 +83,29 @@ class Hub:
     def __init__(self, metrics: Metrics, on_chat_changed: Callable[[int], None]) -> None:
         self.metrics = metrics
         self._by_user: dict[int, set[Connection]] = {}
-        self._by_device: dict[int, Connection] = {}
+        self._by_device: dict[int, set[Connection]] = {}
+        self._count = 0
         self._on_chat_changed = on_chat_changed
 
     def register(self, conn: Connection) -> None:
+        conn.registered = True
         self._by_user.setdefault(conn.user_id, set()).add(conn)
-        self._by_device[conn.device_id] = conn
-        self.metrics.connections.set(len(self._by_device))
+        self._by_device.setdefault(conn.device_id, set()).add(conn)
+        self._count += 1
+        self.metrics.connections.set(self._count)
 
     def unregister(self, conn: Connection) -> None:
-        peers = self._by_user.get(conn.user_id)
-        if peers is not None:
-            peers.discard(conn)
-            if not peers:
-                del self._by_user[conn.user_id]
-        if self._by_device.get(conn.device_id) is conn:
-            del self._by_device[conn.device_id]
-        self.metrics.connections.set(len(self._by_device))
+        if not conn.registered:
+            return
+        conn.registered = False
+        for index, key in ((self._by_user, conn.user_id), (self._by_device, conn.device_id)):
+            peers = index.get(key)
+            if peers is not None and conn in peers:
+                peers.discard(conn)
+                if not peers:
+                    del index[key]
+        self._count -= 1
+        self.metrics.connections.set(self._count)
 
     def online(self, user_id: int) -> bool:
         return user_id in self._by_user
@@ -106,14 +121,13 @@ class Hub:
                         continue
                     frame = encode_update(body, seq).decode()
                     for conn in conns:
-                        if conn.device_id != skip:
+                        if conn.id != skip:
                             conn.push(frame)
                             delivered += 1
                 self.metrics.deliveries.inc(delivered)
             case DevicesRevoked(ids):
                 for device_id in ids:
-                    revoked = self._by_device.get(device_id)
-                    if revoked is not None:
+                    for revoked in tuple(self._by_device.get(device_id, ())):
                         revoked.revoke()
             case ChatChanged(chat_id):
                 self._on_chat_changed(chat_id)

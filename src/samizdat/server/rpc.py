@@ -110,6 +110,15 @@ class Dispatcher:
             result = await self.handlers[spec.name](who, params)
         except SamizdatError as exc:
             self.deps.metrics.requests.labels(spec.name, exc.code.value).inc()
+            if exc.code is ErrorCode.INTERNAL:
+                # Raised on purpose but still a failure (a sealed record that will not open):
+                # the operator gets the details, the client a bare INTERNAL like any other.
+                log.error(
+                    "internal error",
+                    exc_info=exc,
+                    extra={"method": spec.name, "debug": exc.debug_context},
+                )
+                raise InternalError() from exc
             if exc.debug_context:
                 log.info(
                     "request refused",

@@ -712,8 +712,26 @@ class SqlStore:
                 )
                 for a in admin_rows:
                     admins[a.chat_id].add(UserId(a.user_id))
-            last_ids = [r["last_message_id"] for r in chat_rows if r["last_message_id"]]
-            last_rows = await conn.execute(select(messages).where(messages.c.id.in_(last_ids)))
+            # The preview and the unread count show what this user's history shows: neither a
+            # message deleted for everyone nor one the user deleted for themselves.
+            hidden = select(hidden_messages.c.message_id).where(
+                hidden_messages.c.user_id == user_id
+            )
+            visible = (messages.c.deleted.is_(False), messages.c.id.not_in(hidden))
+            last_ids: dict[int, int] = {}
+            for r in chat_rows:
+                newest = await conn.execute(
+                    select(messages.c.id)
+                    .where(messages.c.chat_id == r["id"], *visible)
+                    .order_by(messages.c.id.desc())
+                    .limit(1)
+                )
+                found = newest.scalar()
+                if found is not None:
+                    last_ids[r["id"]] = found
+            last_rows = await conn.execute(
+                select(messages).where(messages.c.id.in_(list(last_ids.values())))
+            )
             last = {m.id: m for m in await self._build_messages(conn, list(last_rows.mappings()))}
             dialogs = []
             for r in chat_rows:
@@ -723,14 +741,15 @@ class SqlStore:
                             messages.c.chat_id == r["id"],
                             messages.c.id > r["read_inbox_max_id"],
                             messages.c.sender_id != user_id,
-                            messages.c.deleted.is_(False),
+                            *visible,
                         )
                     )
                 ).scalar_one()
+                last_id = last_ids.get(r["id"])
                 dialogs.append(
                     DialogRow(
                         chat=rows.chat(r, frozenset(admins[r["id"]])),
-                        last_message=last.get(r["last_message_id"]),
+                        last_message=last.get(MessageId(last_id)) if last_id else None,
                         unread_count=unread,
                         read_inbox_max_id=r["read_inbox_max_id"],
                         read_outbox_max_id=r["read_outbox_max_id"],

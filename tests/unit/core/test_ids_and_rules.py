@@ -30,8 +30,15 @@ def test_snowflake_node_must_fit() -> None:
 
 
 def group(members: set[int], admins: set[int], creator: int = 1) -> Membership:
-    chat = Chat(ChatId(100), ChatKind.GROUP, "g", UserId(creator), NOW, len(members),
-                frozenset(UserId(a) for a in admins))
+    chat = Chat(
+        ChatId(100),
+        ChatKind.GROUP,
+        "g",
+        UserId(creator),
+        NOW,
+        len(members),
+        frozenset(UserId(a) for a in admins),
+    )
     return Membership(chat, frozenset(UserId(m) for m in members))
 
 

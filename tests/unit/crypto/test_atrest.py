@@ -77,4 +77,5 @@ def test_key_file_is_created_private_and_reused(tmp_path) -> None:  # type: igno
     first = FileKeySource(path).load()
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert FileKeySource(path).load().material() == first.material()
-    assert "material" not in repr(first) and first.material().hex() not in repr(first)
+    assert "material" not in repr(first)
+    assert first.material().hex() not in repr(first)

@@ -18,7 +18,7 @@ def test_defaults_are_the_embedded_single_machine_setup() -> None:
 
 def test_a_file_sets_values_and_flags_win(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
-    path.write_text('port = 9000\n[limits]\nrequests_per_second = 5.0\n')
+    path.write_text("port = 9000\n[limits]\nrequests_per_second = 5.0\n")
     settings = load_settings(path, port=9100)
     assert settings.port == 9100
     assert settings.limits.requests_per_second == 5.0

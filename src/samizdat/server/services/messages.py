@@ -58,7 +58,7 @@ class MessageService:
         if not outcome.duplicate:
             body = wire.dumps({"type": "new_message", "message": wire.message(outcome.message)})
             targets = tuple((d.user_id, d.seq) for d in outcome.deliveries)
-            await self.deps.publish(Push(body, targets, caller.device_id))
+            await self.deps.publish(Push(body, targets, caller.connection_id))
             self.deps.metrics.messages.inc()
         self.deps.metrics.send_latency.observe(time.perf_counter() - started)
         return outcome
@@ -131,7 +131,10 @@ class MessageService:
             )
         edited = (await store.get_messages(membership.chat.id, [message_id]))[message_id]
         await publish_deliveries(
-            self.deps, deliveries, messages={message_id: edited}, skip_device=caller.device_id
+            self.deps,
+            deliveries,
+            messages={message_id: edited},
+            skip_connection=caller.connection_id,
         )
         return {"message": wire.message(edited), "seq": _own_seq(deliveries, caller.user_id) or 0}
 
@@ -160,7 +163,7 @@ class MessageService:
             else:
                 await store.hide_for(conn, caller.user_id, ids)
             deliveries = await append_updates(conn, targets)
-        await publish_deliveries(self.deps, deliveries, skip_device=caller.device_id)
+        await publish_deliveries(self.deps, deliveries, skip_connection=caller.connection_id)
         return {"seq": _own_seq(deliveries, caller.user_id) or 0}
 
     async def react(self, caller: Caller, p: ReactParams) -> wire.Json:
@@ -184,7 +187,7 @@ class MessageService:
             )
         updated = await store.get_messages(membership.chat.id, [message_id])
         await publish_deliveries(
-            self.deps, deliveries, messages=updated, skip_device=caller.device_id
+            self.deps, deliveries, messages=updated, skip_connection=caller.connection_id
         )
         return {"seq": await self._seq_or_current(deliveries, caller.user_id)}
 
@@ -204,7 +207,7 @@ class MessageService:
                 )
                 targets += fan_out(senders, outbox)
                 deliveries = await append_updates(conn, targets)
-        await publish_deliveries(self.deps, deliveries, skip_device=caller.device_id)
+        await publish_deliveries(self.deps, deliveries, skip_connection=caller.connection_id)
         return {"seq": await self._seq_or_current(deliveries, caller.user_id)}
 
     async def typing(self, caller: Caller, p: ChatIdParams) -> wire.Json:

@@ -18,7 +18,7 @@ async def publish_deliveries(
     *,
     messages: Mapping[MessageId, Message] | None = None,
     chats: Mapping[ChatId, Chat] | None = None,
-    skip_device: int | None = None,
+    skip_connection: int | None = None,
 ) -> None:
     groups: dict[UpdateRef, list[tuple[int, int | None]]] = {}
     for d in deliveries:
@@ -26,7 +26,7 @@ async def publish_deliveries(
     for ref, targets in groups.items():
         body = wire.update_body(ref, messages or {}, chats or {})
         if body is not None:
-            await deps.publish(Push(wire.dumps(body), tuple(targets), skip_device))
+            await deps.publish(Push(wire.dumps(body), tuple(targets), skip_connection))
 
 
 __all__ = ["publish_deliveries"]
