@@ -152,7 +152,8 @@ def rows_for(name: str, entry: JSONDict) -> list[tuple[str, str, list[str]]]:
             ),
             (label, "KiB per connection", ["kib_per_connection"]),
             (label, "idle server CPU %", ["idle_server_cpu_pct"]),
-            (label, "connects/s", ["connect_per_s"]),
+            (label, "connects+authorize/s", ["connect_per_s"]),
+            (label, "sign-ins/s (setup)", ["sign_in_per_s"]),
         ]
     return []
 

@@ -30,8 +30,11 @@ class RawSocket:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def open(cls, server_url: str) -> AsyncIterator[RawSocket]:
-        async with connect(ws_url(server_url), max_size=2**22, open_timeout=10) as ws:
+    async def open(cls, server_url: str, *, from_ip: str | None = None) -> AsyncIterator[RawSocket]:
+        """Connect; ``from_ip`` picks another loopback source (127.0.0.2...), which the
+        server sees as another client address."""
+        extra: dict[str, Any] = {"local_addr": (from_ip, 0)} if from_ip else {}
+        async with connect(ws_url(server_url), max_size=2**22, open_timeout=10, **extra) as ws:
             yield cls(ws)
 
     async def send(self, frame: str | bytes | dict[str, Any]) -> None:

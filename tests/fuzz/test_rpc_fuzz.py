@@ -326,7 +326,8 @@ class Live:
         return reply
 
     def healthy(self) -> bool:
-        return self.http.get("/health").status_code == 200
+        alive = self.server.proc is not None and self.server.proc.poll() is None
+        return alive and self.http.get("/health").status_code == 200
 
     def close(self) -> None:
         async def teardown() -> None:
@@ -379,6 +380,7 @@ def test_every_frame_gets_exactly_one_typed_reply_and_the_server_stays_up(live: 
         assume(not (method == "devices.revoke" and str(own_device) in str(frame)))
         reply = live.roundtrip(authorised, frame)
         check_reply(reply, frame, method)
+        assert live.healthy()
         outcome = "ok" if "result" in reply else reply["error"]["code"]
         live.outcomes[(method if method in METHODS else "?", outcome)] += 1
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 import pytest
 
 from samizdat.client import Client
-from samizdat.protocol.errors import ErrorCode
+from samizdat.protocol.errors import ErrorCode, SamizdatError
 from tests.harness import ServerProcess, new_test_phone, second_device, signed_in
 from tests.inbox import phone_of, refused, uid
 
@@ -79,6 +80,20 @@ async def test_a_code_cannot_be_used_twice(server: ServerProcess) -> None:
         await sign_in(client, phone, code)
         with refused(ErrorCode.CODE_EXPIRED):
             await sign_in(client, phone, code)
+
+
+async def test_two_sign_ins_racing_with_one_code_make_one_device(server: ServerProcess) -> None:
+    phone, code = new_test_phone()
+    async with Client(server.url) as first, Client(server.url) as second:
+        await first.send_code(phone)
+        outcomes = await asyncio.gather(
+            sign_in(first, phone, code), sign_in(second, phone, code), return_exceptions=True
+        )
+
+    succeeded = [o for o in outcomes if isinstance(o, dict)]
+    failed = [o for o in outcomes if isinstance(o, SamizdatError)]
+    assert len(succeeded) == 1
+    assert [e.code for e in failed] == [ErrorCode.CODE_EXPIRED]
 
 
 async def test_a_code_only_works_for_the_number_it_was_sent_to(server: ServerProcess) -> None:
@@ -169,6 +184,21 @@ async def test_a_username_is_unique_whatever_its_case(alice: Client, bob: Client
     with refused(ErrorCode.USERNAME_TAKEN):
         await bob.set_username(name.upper())
     assert (await bob.get_me()).username is None
+
+
+async def test_two_users_racing_for_one_username_cannot_both_get_it(
+    alice: Client, bob: Client
+) -> None:
+    name = f"race_{uid(alice) % 10**9}"
+
+    outcomes = await asyncio.gather(
+        alice.set_username(name), bob.set_username(name.upper()), return_exceptions=True
+    )
+
+    winners = [o for o in outcomes if not isinstance(o, BaseException)]
+    losers = [o for o in outcomes if isinstance(o, SamizdatError)]
+    assert len(winners) == 1
+    assert [e.code for e in losers] == [ErrorCode.USERNAME_TAKEN]
 
 
 async def test_a_user_is_found_by_username_in_any_case(alice: Client, bob: Client) -> None:

@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import insert
 
-from samizdat.client import ChatLeft, ChatUpdated, Client, NewMessage
+from samizdat.client import ChatLeft, ChatUpdated, Client, NewMessage, Typing
 from samizdat.core.ids import MAX_NODE, SnowflakeGenerator
 from samizdat.crypto import FileKeySource, Keyring
 from samizdat.protocol.errors import ErrorCode
@@ -17,7 +17,7 @@ from samizdat.protocol.models import PhoneVisibility
 from samizdat.store.engine import open_engines
 from samizdat.store.tables import update_seqs, users
 from tests.harness import ServerProcess, new_test_phone, signed_in
-from tests.inbox import Inbox, private_chat, refused, uid
+from tests.inbox import Inbox, another_device, private_chat, refused, uid
 
 
 async def test_a_new_group_makes_its_creator_admin_and_tells_every_member(
@@ -32,6 +32,16 @@ async def test_a_new_group_makes_its_creator_admin_and_tells_every_member(
     for inbox in (bobs, carols):
         assert (await inbox.next(ChatUpdated)).chat == chat
     assert [d.chat.id for d in await bob.dialogs()] == [chat.id]
+
+
+async def test_a_member_listed_twice_or_the_creator_listed_is_counted_once(
+    alice: Client, bob: Client
+) -> None:
+    chat = await alice.create_group("Pair", [uid(bob), uid(bob), uid(alice)])
+
+    assert chat.member_count == 2
+    members = await alice.call("chats.members", chat_id=chat.id)
+    assert sorted(members["user_ids"]) == sorted([uid(alice), uid(bob)])
 
 
 async def test_a_group_cannot_include_users_who_do_not_exist(alice: Client, bob: Client) -> None:
@@ -156,6 +166,33 @@ async def test_a_removed_member_is_told_and_can_no_longer_send_or_read(
     assert chat.id not in [d.chat.id for d in await bob.dialogs()]
 
 
+async def test_a_removed_member_added_back_can_read_and_write_again(
+    alice: Client, bob: Client
+) -> None:
+    chat = await alice.create_group("Club", [uid(bob)])
+    earlier = await alice.send_message(chat.id, "before")
+    await alice.remove_member(chat.id, uid(bob))
+
+    await alice.add_members(chat.id, [uid(bob)])
+
+    assert [m.id for m in await bob.history(chat.id)] == [earlier.id]
+    back = await bob.send_message(chat.id, "I'm back")
+    assert [m.id for m in await alice.history(chat.id)] == [back.id, earlier.id]
+
+
+async def test_typing_in_a_group_reaches_every_other_member(
+    alice: Client, bob: Client, carol: Client
+) -> None:
+    bobs, carols = Inbox(bob), Inbox(carol)
+    chat = await alice.create_group("Club", [uid(bob), uid(carol)])
+
+    await alice.typing(chat.id)
+
+    for inbox in (bobs, carols):
+        typing = await inbox.next_of(Typing)
+        assert (typing.chat_id, typing.user_id) == (chat.id, uid(alice))
+
+
 async def test_a_member_can_leave_and_the_others_see_the_new_count(
     alice: Client, bob: Client, carol: Client
 ) -> None:
@@ -220,9 +257,10 @@ async def test_members_are_paged_with_offset_and_limit(
     assert sorted(everyone) == sorted([uid(alice), *(uid(c) for c in others)])
 
 
-async def seed_accounts(server: ServerProcess, count: int) -> list[int]:
+async def seed_accounts(server: ServerProcess, count: int) -> dict[int, str]:
     """Write ``count`` accounts straight into the server's database, as sign-up would.
 
+    Returns each new user's id and test number (so a test can sign in as one later).
     Signing up over the API costs two requests and two serialised write transactions per
     user (6-12 ms each here), so 10,000 sign-ups alone would take minutes. Everything the
     test checks about the group itself still goes through the API.
@@ -230,22 +268,20 @@ async def seed_accounts(server: ServerProcess, count: int) -> list[int]:
     keyring = Keyring(FileKeySource(server.data_dir / "dc.key", create=False).load())
     ids = SnowflakeGenerator(node=MAX_NODE)  # the server is node 0, so no id can collide
     now = time.time()
-    accounts = []
-    for _ in range(count):
-        user_id = ids.next(now)
-        phone, _ = new_test_phone()
-        accounts.append(
-            {
-                "id": user_id,
-                "display_name": "Seeded",
-                "username": None,
-                "username_key": None,
-                "phone_lookup": keyring.phone_lookup(phone),
-                "phone_sealed": keyring.seal_phone(user_id, phone),
-                "phone_visibility": PhoneVisibility.NOBODY.value,
-                "created_at": now,
-            }
-        )
+    phones = {ids.next(now): new_test_phone()[0] for _ in range(count)}
+    accounts = [
+        {
+            "id": user_id,
+            "display_name": "Seeded",
+            "username": None,
+            "username_key": None,
+            "phone_lookup": keyring.phone_lookup(phone),
+            "phone_sealed": keyring.seal_phone(user_id, phone),
+            "phone_visibility": PhoneVisibility.NOBODY.value,
+            "created_at": now,
+        }
+        for user_id, phone in phones.items()
+    ]
     if server.pg_database is not None:
         url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{server.pg_database}"
     else:
@@ -254,21 +290,21 @@ async def seed_accounts(server: ServerProcess, count: int) -> list[int]:
     try:
         async with engines.writer.begin() as conn:
             await conn.execute(insert(users), accounts)
-            seqs = [{"user_id": a["id"], "seq": 0} for a in accounts]
-            await conn.execute(insert(update_seqs), seqs)
+            await conn.execute(insert(update_seqs), [{"user_id": u, "seq": 0} for u in phones])
     finally:
         await engines.dispose()
-    return [int(a["id"]) for a in accounts]
+    return phones
 
 
 @pytest.mark.slow
-async def test_a_group_of_ten_thousand_members_stores_a_message_and_delivers_it_live(
+async def test_a_group_of_ten_thousand_members_stores_a_message_for_all_and_pushes_it_live(
     server: ServerProcess, alice: Client
 ) -> None:
     online = await asyncio.gather(*(signed_in(server.url, f"Online {i}") for i in range(3)))
     try:
         inboxes = [Inbox(c) for c in online]
-        *seeded, one_too_many = await seed_accounts(server, MAX_GROUP_MEMBERS - len(online))
+        phones = await seed_accounts(server, MAX_GROUP_MEMBERS - len(online))
+        *seeded, one_too_many = phones
         members = [*(uid(c) for c in online), *seeded]
         chat = await alice.call(
             "groups.create", title="Everyone", member_ids=members[:MAX_BATCH_IDS]
@@ -289,5 +325,10 @@ async def test_a_group_of_ten_thousand_members_stores_a_message_and_delivers_it_
             "chats.members", chat_id=chat["id"], offset=MAX_GROUP_MEMBERS - 100, limit=200
         )
         assert (last_page["total"], len(last_page["user_ids"])) == (MAX_GROUP_MEMBERS, 100)
+        # A member who was offline all along finds the message in their update log.
+        async with another_device(server.url, phones[seeded[-1]]) as latecomer:
+            log = await latecomer.call("updates.difference", since=0)
+        assert [u["update"]["type"] for u in log["updates"]] == ["chat_updated", "new_message"]
+        assert log["updates"][-1]["update"]["message"]["text"] == "hello, ten thousand"
     finally:
         await asyncio.gather(*(c.close() for c in online))

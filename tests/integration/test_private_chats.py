@@ -218,6 +218,25 @@ async def test_deleting_for_everyone_erases_the_text_from_histories_and_resync(
         assert created["message"]["deleted"] is True
 
 
+async def test_a_message_deleted_for_everyone_can_no_longer_be_touched(
+    alice: Client, bob: Client, carol: Client
+) -> None:
+    chat_id = await private_chat(alice, bob)
+    gone = await alice.send_message(chat_id, "gone")
+    await alice.delete_messages(chat_id, [gone.id], for_everyone=True)
+
+    with refused(ErrorCode.MESSAGE_NOT_FOUND):
+        await alice.edit_message(chat_id, gone.id, "back?")
+    with refused(ErrorCode.MESSAGE_NOT_FOUND):
+        await bob.react(chat_id, gone.id, "👍")
+    with refused(ErrorCode.MESSAGE_NOT_FOUND):
+        await bob.send_message(chat_id, "what was that?", reply_to=gone.id)
+    with refused(ErrorCode.MESSAGE_NOT_FOUND):
+        await alice.forward_messages(chat_id, [gone.id], await private_chat(alice, carol))
+    with refused(ErrorCode.MESSAGE_NOT_FOUND):
+        await alice.delete_messages(chat_id, [gone.id], for_everyone=True)
+
+
 async def test_only_the_author_can_delete_a_private_message_for_everyone(
     alice: Client, bob: Client
 ) -> None:
@@ -294,6 +313,24 @@ async def test_reading_a_chat_tells_the_readers_other_devices_and_the_sender(
         assert (dialog.unread_count, dialog.read_inbox_max_id) == (0, sent[-1].id)
         (theirs,) = [d for d in await alice.dialogs() if d.chat.id == chat_id]
         assert theirs.read_outbox_max_id == sent[-1].id
+
+
+async def test_reading_past_the_newest_message_does_not_mark_later_messages_read(
+    alice: Client, bob: Client
+) -> None:
+    alices = Inbox(alice)
+    chat_id = await private_chat(alice, bob)
+    first = await alice.send_message(chat_id, "first")
+
+    await bob.mark_read(chat_id, 2**53 - 1)
+
+    receipt = await alices.next(ReadOutbox)
+    assert receipt.max_id == first.id
+    await alice.send_message(chat_id, "second")
+    (dialog,) = await bob.dialogs()
+    assert (dialog.unread_count, dialog.read_inbox_max_id) == (1, first.id)
+    (theirs,) = await alice.dialogs()
+    assert theirs.read_outbox_max_id == first.id
 
 
 async def test_typing_reaches_the_peer_without_being_numbered(alice: Client, bob: Client) -> None:

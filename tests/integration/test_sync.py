@@ -10,6 +10,7 @@ import httpx
 
 from samizdat.client import Client, NewMessage, Session
 from samizdat.protocol.models import (
+    ChatLeftUpdate,
     MessageEditedUpdate,
     MessagesDeletedUpdate,
     NewMessageUpdate,
@@ -22,7 +23,7 @@ from tests.inbox import Inbox, another_device, phone_of, private_chat, uid
 
 
 def describe(update: Wire) -> tuple[str, int | None, str | None]:
-    """(type, message id, text) of a message update, for comparing whole sequences."""
+    """(type, message or chat id, text or emoji) of an update, to compare whole sequences."""
     match update:
         case NewMessageUpdate(message=m) | MessageEditedUpdate(message=m):
             return (update.type, m.id, m.text)
@@ -32,6 +33,8 @@ def describe(update: Wire) -> tuple[str, int | None, str | None]:
             return (update.type, one, emoji)
         case ReadInboxUpdate(max_id=max_id):
             return (update.type, max_id, None)
+        case ChatLeftUpdate(chat_id=chat_id):
+            return (update.type, chat_id, None)
     raise AssertionError(f"unexpected update {update!r}")
 
 
@@ -39,7 +42,7 @@ async def seen_everything_then_closed(device: Client, sender: Client, chat_id: i
     """Have ``device`` receive one message live, then disconnect; return its saved session."""
     inbox = Inbox(device)
     sent = await sender.send_message(chat_id, "seen live")
-    assert (await inbox.next(NewMessage)).message.id == sent.id
+    assert (await inbox.next_of(NewMessage)).message.id == sent.id
     assert device.session is not None
     assert device.session.seq == (await device.call("updates.state"))["seq"]
     saved = dataclasses.replace(device.session)
@@ -135,6 +138,28 @@ async def test_a_device_away_for_more_than_a_page_of_updates_catches_up_on_all_o
         await resumed.close()
 
 
+async def test_a_member_removed_while_offline_learns_it_on_reconnect(
+    server: ServerProcess, alice: Client, bob: Client
+) -> None:
+    chat = await alice.create_group("Club", [uid(bob)])
+    saved = await seen_everything_then_closed(bob, alice, chat.id)
+
+    last = await alice.send_message(chat.id, "last words")
+    await alice.remove_member(chat.id, uid(bob))
+    await alice.send_message(chat.id, "after Bob")
+
+    resumed = Client(server.url, session=saved)
+    inbox = Inbox(resumed)
+    await resumed.connect()
+    try:
+        assert [describe(u) for u in inbox.taken_now()] == [
+            ("new_message", last.id, "last words"),
+            ("chat_left", chat.id, None),
+        ]
+    finally:
+        await resumed.close()
+
+
 async def test_the_difference_comes_in_pages_flagged_more_until_the_last(
     alice: Client, bob: Client
 ) -> None:
@@ -216,6 +241,26 @@ async def test_a_send_retried_over_http_while_the_socket_send_is_in_flight_is_st
     assert over_http.status_code == 200
     assert over_http.json()["message"]["id"] == over_socket["message"]["id"]
     assert [m.text for m in await bob.history(chat_id)] == ["belt and braces"]
+
+
+async def test_a_forward_retried_with_the_same_random_id_is_stored_once(
+    alice: Client, bob: Client, carol: Client
+) -> None:
+    source = await private_chat(alice, bob)
+    target = await private_chat(alice, carol)
+    originals = [await bob.send_message(source, text) for text in ("one", "two")]
+    params = {
+        "from_chat_id": source,
+        "message_ids": [m.id for m in originals],
+        "to_chat_id": target,
+        "random_id": secrets.randbits(63),
+    }
+
+    first = await alice.call("messages.forward", **params)
+    retry = await alice.call("messages.forward", **params)
+
+    assert [m["id"] for m in retry["messages"]] == [m["id"] for m in first["messages"]]
+    assert [m.text for m in await carol.history(target)] == ["two", "one"]
 
 
 async def test_the_same_random_id_from_two_users_makes_two_messages(

@@ -38,7 +38,9 @@ def configure_logging(level: str = "INFO", stream: Any = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("uvicorn.access",):
+    # uvicorn's INFO lines carry client addresses ("1.2.3.4:5678 - WebSocket /ws accepted");
+    # a privacy-first server does not keep those, so only its warnings and errors are logged.
+    for noisy in ("uvicorn.access", "uvicorn.error"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

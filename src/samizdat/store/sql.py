@@ -138,6 +138,7 @@ class SqlStore:
             except IntegrityError:
                 raise
             except SQLAlchemyError as exc:
+                log.error("storage write failed", extra={"error": type(exc).__name__})
                 raise Unavailable("storage is temporarily unavailable") from exc
 
     @contextlib.asynccontextmanager
@@ -146,6 +147,7 @@ class SqlStore:
             async with self.engines.reader.connect() as conn:
                 yield conn
         except SQLAlchemyError as exc:
+            log.error("storage read failed", extra={"error": type(exc).__name__})
             raise Unavailable("storage is temporarily unavailable") from exc
 
     # --- group commit of sends -----------------------------------------------------------
@@ -651,8 +653,13 @@ class SqlStore:
 
     async def mark_read(
         self, conn: AsyncConnection, chat_id: ChatId, reader: UserId, max_id: int
-    ) -> tuple[int, list[UserId]]:
-        """Advance the reader's pointer; return (previous pointer, senders whose outbox moved)."""
+    ) -> tuple[int, list[UserId], int]:
+        """Advance the reader's pointer; return (previous pointer, senders whose outbox moved,
+        new pointer).
+
+        The pointer never passes the chat's newest message: reading "up to" a later id must
+        not mark messages that do not exist yet as read.
+        """
         previous = (
             await conn.execute(
                 select(members.c.read_inbox_max_id).where(
@@ -660,8 +667,12 @@ class SqlStore:
                 )
             )
         ).scalar_one()
+        newest = (
+            await conn.execute(select(chats.c.last_message_id).where(chats.c.id == chat_id))
+        ).scalar()
+        max_id = min(max_id, newest or 0)
         if max_id <= previous:
-            return previous, []
+            return previous, [], previous
         await conn.execute(
             update(members)
             .where(members.c.chat_id == chat_id, members.c.user_id == reader)
@@ -689,7 +700,7 @@ class SqlStore:
                 )
                 .values(read_outbox_max_id=max_id)
             )
-        return previous, sender_ids
+        return previous, sender_ids, max_id
 
     # --- dialogs and sync ------------------------------------------------------------------
     async def dialogs(self, user_id: UserId, limit: int) -> list[DialogRow]:

@@ -102,12 +102,19 @@ class AuthService:
         }
 
     async def authenticate(self, token: str, ip: str) -> Caller:
-        """Resolve a device token; raise UNAUTHORIZED or TOKEN_REVOKED."""
+        """Resolve a device token; raise UNAUTHORIZED or TOKEN_REVOKED.
+
+        A token that fails is a failed login: it spends the address's login budget, so an
+        address that keeps presenting bad tokens gets FLOOD_WAIT, as one guessing codes does.
+        Good tokens spend nothing.
+        """
         digest = token_digest(token)
         cached = self._callers.get(digest)
         if cached is not None:
             return Caller(cached.user_id, cached.device_id, ip)
         dev = await self.deps.store.device_by_token(digest)
+        if dev is None or dev.revoked:
+            self._limit_ip(ip)
         if dev is None:
             raise AuthError("unknown device token; sign in again")
         if dev.revoked:

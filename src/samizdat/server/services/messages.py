@@ -196,14 +196,16 @@ class MessageService:
         chat_id = membership.chat.id
         store = self.deps.store
         async with store.write() as conn:
-            previous, senders = await store.mark_read(conn, chat_id, caller.user_id, p.max_id)
+            previous, senders, max_id = await store.mark_read(
+                conn, chat_id, caller.user_id, p.max_id
+            )
             deliveries: list[Delivery] = []
-            if p.max_id > previous:
+            if max_id > previous:
                 targets = [
-                    (caller.user_id, UpdateRef(UpdateKind.READ_INBOX, chat_id, max_id=p.max_id))
+                    (caller.user_id, UpdateRef(UpdateKind.READ_INBOX, chat_id, max_id=max_id))
                 ]
                 outbox = UpdateRef(
-                    UpdateKind.READ_OUTBOX, chat_id, actor=caller.user_id, max_id=p.max_id
+                    UpdateKind.READ_OUTBOX, chat_id, actor=caller.user_id, max_id=max_id
                 )
                 targets += fan_out(senders, outbox)
                 deliveries = await append_updates(conn, targets)
