@@ -73,6 +73,8 @@ class Gateway:
         except WebSocketDisconnect:
             pass
         finally:
+            if conn.registered:
+                log.info("device disconnected", extra={"device_id": conn.device_id})
             self.hub.unregister(conn)
             for task in tasks:
                 task.cancel()
@@ -144,6 +146,9 @@ class Gateway:
         conn.device_id = caller.device_id
         conn.state.fire(ConnEvent.AUTHORIZED)
         self.hub.register(conn)
+        log.info(
+            "device connected", extra={"user_id": caller.user_id, "device_id": caller.device_id}
+        )
         try:
             await self.dispatcher.auth.on_connect(caller)
             me = await self._users.me(caller, None)  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SqliteSync = Literal["NORMAL", "FULL"]
@@ -20,14 +20,19 @@ SqliteSync = Literal["NORMAL", "FULL"]
 
 @dataclass(frozen=True, slots=True)
 class Engines:
+    """``sync_writer`` (SQLite only) runs group commits in the store's writer thread."""
+
     writer: AsyncEngine
     reader: AsyncEngine
     dialect: str
+    sync_writer: Engine | None = None
 
     async def dispose(self) -> None:
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
+        if self.sync_writer is not None:
+            self.sync_writer.dispose()
 
 
 def sqlite_url(path: Path) -> str:
@@ -52,12 +57,16 @@ def open_engines(url: str, *, sqlite_synchronous: SqliteSync = "NORMAL") -> Engi
     if url.startswith("sqlite"):
         writer = create_async_engine(url, pool_size=1, max_overflow=0)
         reader = create_async_engine(url, pool_size=4, max_overflow=4)
-        for engine in (writer, reader):
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas(sqlite_synchronous))
-        return Engines(writer, reader, "sqlite")
+        sync_url = url.replace("sqlite+aiosqlite", "sqlite+pysqlite", 1)
+        sync_writer = create_engine(
+            sync_url, pool_size=1, max_overflow=0, connect_args={"check_same_thread": False}
+        )
+        for sync_engine in (writer.sync_engine, reader.sync_engine, sync_writer):
+            event.listen(sync_engine, "connect", _sqlite_pragmas(sqlite_synchronous))
+        return Engines(writer, reader, "sqlite", sync_writer)
     if url.startswith("postgresql"):
-        engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
-        return Engines(engine, engine, "postgresql")
+        shared = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        return Engines(shared, shared, "postgresql")
     raise ValueError(f"unsupported database URL scheme: {url.split(':', 1)[0]!r}")
 
 

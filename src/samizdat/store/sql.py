@@ -11,23 +11,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from samizdat.core.ids import ChatId, DeviceId, MessageId, UserId
 from samizdat.core.login_codes import PendingCode
 from samizdat.core.model import Account, Chat, Device, DialogRow, Membership, Message
-from samizdat.core.updates import Delivery, UpdateKind, UpdateRef
+from samizdat.core.updates import Delivery
 from samizdat.crypto import Keyring
 from samizdat.protocol.errors import Conflict, ErrorCode, Unavailable
 from samizdat.protocol.models import PhoneVisibility
 from samizdat.store import rows
+from samizdat.store.batch import (
+    SendOutcome,
+    append_updates,
+    build_messages_sync,
+    commit_sends_sync,
+    fan_out,
+)
 from samizdat.store.engine import Engines
 from samizdat.store.tables import (
     chats,
@@ -44,20 +53,7 @@ from samizdat.store.tables import (
 )
 
 log = logging.getLogger(__name__)
-
-_BUMP_SEQ = (
-    update(update_seqs)
-    .where(update_seqs.c.user_id == bindparam("u"))
-    .values(seq=update_seqs.c.seq + bindparam("n"))
-)
-
-
-@dataclass(frozen=True, slots=True)
-class SendOutcome:
-    message: Message
-    sender_seq: int
-    deliveries: list[Delivery]
-    duplicate: bool
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -65,38 +61,6 @@ class _PendingSend:
     message: Message
     recipients: frozenset[UserId]
     future: asyncio.Future[SendOutcome] = field(repr=False)
-
-
-async def append_updates(
-    conn: AsyncConnection, targets: Sequence[tuple[UserId, UpdateRef]]
-) -> list[Delivery]:
-    """Number and store updates; seqs per user are contiguous and in ``targets`` order.
-
-    Two statements whatever the number of users: bump every counter, then read them back
-    (the rows stay locked by this transaction, so the numbers are ours alone).
-    """
-    if not targets:
-        return []
-    counts = Counter(user for user, _ in targets)
-    ordered = sorted(counts)  # one lock order for every writer: no deadlocks on PostgreSQL
-    await conn.execute(_BUMP_SEQ, [{"u": u, "n": counts[u]} for u in ordered])
-    result = await conn.execute(
-        select(update_seqs.c.user_id, update_seqs.c.seq).where(update_seqs.c.user_id.in_(ordered))
-    )
-    next_seq = {row.user_id: row.seq - counts[row.user_id] + 1 for row in result}
-    deliveries: list[Delivery] = []
-    for user, ref in targets:
-        seq = next_seq[user]
-        next_seq[user] = seq + 1
-        deliveries.append(Delivery(user, seq, ref))
-    await conn.execute(
-        insert(updates), [rows.update_values(d.user_id, d.seq, d.ref) for d in deliveries]
-    )
-    return deliveries
-
-
-def fan_out(users_: Iterable[UserId], ref: UpdateRef) -> list[tuple[UserId, UpdateRef]]:
-    return [(user, ref) for user in users_]
 
 
 class SqlStore:
@@ -109,6 +73,7 @@ class SqlStore:
         self._write_lock = asyncio.Lock()
         self._sends: asyncio.Queue[_PendingSend] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
+        self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self.batches_committed = 0
         #: Called with the number of sends in each group commit (the app wires a metric here).
         self.on_batch: Callable[[int], None] | None = None
@@ -122,6 +87,7 @@ class SqlStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer_task
         await self.engines.dispose()
+        self._writer_thread.shutdown(wait=True)
 
     async def ping(self) -> None:
         async with self._read() as conn:
@@ -183,58 +149,35 @@ class SqlStore:
                         log.error("send failed", extra={"error": repr(single_exc)})
 
     async def _commit_sends(self, batch: list[_PendingSend]) -> None:
-        keys = [(p.message.sender_id, p.message.random_id) for p in batch]
-        outcomes: dict[tuple[int, int], SendOutcome] = {}
-        async with self.write() as conn:
-            existing = await conn.execute(
-                select(messages).where(tuple_(messages.c.sender_id, messages.c.random_id).in_(keys))
-            )
-            for row in existing.mappings():
-                (stored,) = await self._build_messages(conn, [row])
-                outcomes[(row["sender_id"], row["random_id"])] = SendOutcome(
-                    stored, row["sender_seq"], [], duplicate=True
-                )
-            fresh: list[_PendingSend] = []
-            for item, key in zip(batch, keys, strict=True):
-                if key not in outcomes:
-                    outcomes[key] = None  # type: ignore[assignment]  # reserved, set below
-                    fresh.append(item)
-            targets: list[tuple[UserId, UpdateRef]] = []
-            for item in fresh:
-                ref = UpdateRef(UpdateKind.NEW_MESSAGE, item.message.chat_id, (item.message.id,))
-                targets.extend(fan_out(sorted(item.recipients), ref))
-            deliveries = await append_updates(conn, targets)
-            by_message: dict[MessageId, list[Delivery]] = defaultdict(list)
-            for delivery in deliveries:
-                by_message[delivery.ref.message_ids[0]].append(delivery)
-            values = []
-            last_in_chat: dict[ChatId, MessageId] = {}
-            for item in fresh:
-                msg = item.message
-                own = by_message[msg.id]
-                sender_seq = next(d.seq for d in own if d.user_id == msg.sender_id)
-                values.append(rows.message_values(msg, sender_seq, self.keyring))
-                last_in_chat[msg.chat_id] = max(last_in_chat.get(msg.chat_id, msg.id), msg.id)
-                outcomes[(msg.sender_id, msg.random_id)] = SendOutcome(msg, sender_seq, own, False)
-            if values:
-                await conn.execute(insert(messages), values)
-                await conn.execute(
-                    update(chats)
-                    .where(chats.c.id == bindparam("c"))
-                    .values(last_message_id=bindparam("m")),
-                    [{"c": c, "m": m} for c, m in last_in_chat.items()],
-                )
+        drafts = [(p.message, p.recipients) for p in batch]
+        keyring = self.keyring
+        outcomes = await self._run_write(lambda conn: commit_sends_sync(conn, keyring, drafts))
         self.batches_committed += 1
         if self.on_batch is not None:
             self.on_batch(len(batch))
-        first_of: set[tuple[int, int]] = set()
-        for item, key in zip(batch, keys, strict=True):
-            outcome = outcomes[key]
-            if key in first_of or outcome.duplicate:
-                outcome = SendOutcome(outcome.message, outcome.sender_seq, [], duplicate=True)
-            first_of.add(key)
+        for item, outcome in zip(batch, outcomes, strict=True):
             if not item.future.done():
                 item.future.set_result(outcome)
+
+    async def _run_write(self, work: Callable[[Connection], _T]) -> _T:
+        """Run ``work`` in one write transaction: in the writer thread on SQLite, through
+        ``run_sync`` on PostgreSQL; serialised with every other write on this node."""
+        async with self._write_lock:
+            try:
+                sync_writer = self.engines.sync_writer
+                if sync_writer is not None:
+
+                    def in_thread() -> _T:
+                        with sync_writer.begin() as conn:
+                            return work(conn)
+
+                    loop = asyncio.get_running_loop()
+                    return await loop.run_in_executor(self._writer_thread, in_thread)
+                async with self.engines.writer.begin() as conn:
+                    return await conn.run_sync(work)
+            except SQLAlchemyError as exc:
+                log.error("storage write failed", extra={"error": type(exc).__name__})
+                raise Unavailable("storage is temporarily unavailable") from exc
 
     # --- login codes ---------------------------------------------------------------------
     async def pending_code(self, lookup: bytes) -> PendingCode | None:
@@ -538,25 +481,7 @@ class SqlStore:
     async def _build_messages(
         self, conn: AsyncConnection, message_rows: Sequence[Any]
     ) -> list[Message]:
-        ids = [r["id"] for r in message_rows]
-        counts: dict[int, dict[str, int]] = defaultdict(dict)
-        if ids:
-            result = await conn.execute(
-                select(reactions.c.message_id, reactions.c.emoji, func.count())
-                .where(reactions.c.message_id.in_(ids))
-                .group_by(reactions.c.message_id, reactions.c.emoji)
-            )
-            for message_id, emoji, count in result:
-                counts[message_id][emoji] = count
-        for r in message_rows:
-            self.keyring.load_chat_key(r["chat_id"], await self._wrapped_key(conn, r["chat_id"]))
-        return [rows.message(r, self.keyring, counts.get(r["id"], {})) for r in message_rows]
-
-    async def _wrapped_key(self, conn: AsyncConnection, chat_id: int) -> bytes:
-        if self.keyring.has_chat_key(chat_id):
-            return b""
-        found = await conn.execute(select(chats.c.wrapped_key).where(chats.c.id == chat_id))
-        return bytes(found.scalar_one())
+        return await conn.run_sync(build_messages_sync, self.keyring, message_rows)
 
     async def get_messages(
         self, chat_id: ChatId, ids: Sequence[MessageId], *, conn: AsyncConnection | None = None

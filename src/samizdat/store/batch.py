@@ -1,0 +1,176 @@
+"""Group commit of sends and the update log, written once as synchronous SQLAlchemy Core.
+
+Synchronous so that a whole batch runs in one go: on SQLite in the store's writer thread (one
+thread hop per batch instead of one per statement, which is what aiosqlite would cost), on
+PostgreSQL through ``AsyncConnection.run_sync`` (asyncpg underneath, no threads). The same
+functions serve both, so every query here exists once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from samizdat.core.ids import ChatId, MessageId, UserId
+from samizdat.core.model import Message
+from samizdat.core.updates import Delivery, UpdateKind, UpdateRef
+from samizdat.crypto import Keyring
+from samizdat.store import rows
+from samizdat.store.tables import chats, messages, reactions, update_seqs, updates
+
+_BUMP_SEQ = (
+    update(update_seqs)
+    .where(update_seqs.c.user_id == bindparam("u"))
+    .values(seq=update_seqs.c.seq + bindparam("n"))
+)
+_SET_LAST = update(chats).where(chats.c.id == bindparam("c")).values(last_message_id=bindparam("m"))
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    message: Message
+    sender_seq: int
+    deliveries: list[Delivery]
+    duplicate: bool
+
+
+def fan_out(users_: Iterable[UserId], ref: UpdateRef) -> list[tuple[UserId, UpdateRef]]:
+    return [(user, ref) for user in users_]
+
+
+def append_updates_sync(
+    conn: Connection, targets: Sequence[tuple[UserId, UpdateRef]]
+) -> list[Delivery]:
+    """Number and store updates; seqs per user are contiguous and in ``targets`` order.
+
+    Two statements whatever the number of users: bump every counter, then read them back
+    (the rows stay locked by this transaction, so the numbers are ours alone).
+    """
+    if not targets:
+        return []
+    counts = Counter(user for user, _ in targets)
+    ordered = sorted(counts)  # one lock order for every writer: no deadlocks on PostgreSQL
+    conn.execute(_BUMP_SEQ, [{"u": u, "n": counts[u]} for u in ordered])
+    result = conn.execute(
+        select(update_seqs.c.user_id, update_seqs.c.seq).where(update_seqs.c.user_id.in_(ordered))
+    )
+    next_seq = {row.user_id: row.seq - counts[row.user_id] + 1 for row in result}
+    deliveries: list[Delivery] = []
+    for user, ref in targets:
+        seq = next_seq[user]
+        next_seq[user] = seq + 1
+        deliveries.append(Delivery(user, seq, ref))
+    conn.execute(insert(updates), [rows.update_values(d.user_id, d.seq, d.ref) for d in deliveries])
+    return deliveries
+
+
+async def append_updates(
+    conn: AsyncConnection, targets: Sequence[tuple[UserId, UpdateRef]]
+) -> list[Delivery]:
+    return await conn.run_sync(append_updates_sync, targets)
+
+
+def load_chat_keys_sync(conn: Connection, keyring: Keyring, chat_ids: Iterable[int]) -> None:
+    missing = [c for c in set(chat_ids) if not keyring.has_chat_key(c)]
+    if missing:
+        result = conn.execute(
+            select(chats.c.id, chats.c.wrapped_key).where(chats.c.id.in_(missing))
+        )
+        for chat_id, wrapped in result:
+            keyring.load_chat_key(chat_id, bytes(wrapped))
+
+
+def build_messages_sync(
+    conn: Connection, keyring: Keyring, message_rows: Sequence[Any]
+) -> list[Message]:
+    """Open message rows (loading chat keys as needed) with their reaction counts."""
+    ids = [r["id"] for r in message_rows]
+    counts: dict[int, dict[str, int]] = defaultdict(dict)
+    if ids:
+        result = conn.execute(
+            select(reactions.c.message_id, reactions.c.emoji, func.count())
+            .where(reactions.c.message_id.in_(ids))
+            .group_by(reactions.c.message_id, reactions.c.emoji)
+        )
+        for message_id, emoji, count in result:
+            counts[message_id][emoji] = count
+    load_chat_keys_sync(conn, keyring, (r["chat_id"] for r in message_rows))
+    return [rows.message(r, keyring, counts.get(r["id"], {})) for r in message_rows]
+
+
+def commit_sends_sync(
+    conn: Connection, keyring: Keyring, drafts: Sequence[tuple[Message, frozenset[UserId]]]
+) -> list[SendOutcome]:
+    """Store a batch of new messages and their updates; one outcome per draft, in order.
+
+    A draft whose (sender, random_id) is already stored, or repeats an earlier draft of the
+    same batch, is not stored again: its outcome is the stored message, ``duplicate=True``.
+    """
+    keys = [(m.sender_id, m.random_id) for m, _ in drafts]
+    found: dict[tuple[int, int], SendOutcome] = {}
+    # Two INs rather than a row-value IN: both databases then use the unique index
+    # (sender_id, random_id) instead of scanning; the exact pairs are picked out below.
+    wanted = set(keys)
+    candidates = conn.execute(
+        select(messages).where(
+            messages.c.sender_id.in_({s for s, _ in wanted}),
+            messages.c.random_id.in_({r for _, r in wanted}),
+        )
+    ).mappings()
+    existing = [r for r in candidates if (r["sender_id"], r["random_id"]) in wanted]
+    if existing:
+        for row, stored in zip(existing, build_messages_sync(conn, keyring, existing), strict=True):
+            found[(row["sender_id"], row["random_id"])] = SendOutcome(
+                stored, row["sender_seq"], [], duplicate=True
+            )
+    fresh: list[tuple[Message, frozenset[UserId]]] = []
+    seen: set[tuple[int, int]] = set(found)
+    for (msg, recipients), key in zip(drafts, keys, strict=True):
+        if key not in seen:
+            seen.add(key)
+            fresh.append((msg, recipients))
+    load_chat_keys_sync(conn, keyring, (m.chat_id for m, _ in fresh))
+    targets: list[tuple[UserId, UpdateRef]] = []
+    for msg, recipients in fresh:
+        ref = UpdateRef(UpdateKind.NEW_MESSAGE, msg.chat_id, (msg.id,))
+        targets.extend(fan_out(sorted(recipients), ref))
+    by_message: dict[MessageId, list[Delivery]] = defaultdict(list)
+    for delivery in append_updates_sync(conn, targets):
+        by_message[delivery.ref.message_ids[0]].append(delivery)
+    values = []
+    last_in_chat: dict[ChatId, MessageId] = {}
+    for msg, _ in fresh:
+        own = by_message[msg.id]
+        sender_seq = next(d.seq for d in own if d.user_id == msg.sender_id)
+        values.append(rows.message_values(msg, sender_seq, keyring))
+        last_in_chat[msg.chat_id] = max(last_in_chat.get(msg.chat_id, msg.id), msg.id)
+        found[(msg.sender_id, msg.random_id)] = SendOutcome(msg, sender_seq, own, False)
+    if values:
+        conn.execute(insert(messages), values)
+        conn.execute(_SET_LAST, [{"c": c, "m": m} for c, m in last_in_chat.items()])
+    outcomes: list[SendOutcome] = []
+    delivered: set[tuple[int, int]] = set()
+    for key in keys:
+        outcome = found[key]
+        if key in delivered:  # a repeat inside this batch: stored once, pushed once
+            outcome = SendOutcome(outcome.message, outcome.sender_seq, [], duplicate=True)
+        delivered.add(key)
+        outcomes.append(outcome)
+    return outcomes
+
+
+__all__ = [
+    "SendOutcome",
+    "append_updates",
+    "append_updates_sync",
+    "build_messages_sync",
+    "commit_sends_sync",
+    "fan_out",
+    "load_chat_keys_sync",
+]
