@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.responses import Response
-from starlette.routing import WebSocketRoute
 
 from samizdat.bus.events import BusEvent, DevicesRevoked
 from samizdat.bus.ports import Bus
 from samizdat.core.ids import SnowflakeGenerator
 from samizdat.protocol.errors import SamizdatError
+from samizdat.server.asgi import SamizdatApp
 from samizdat.server.clock import Clock
 from samizdat.server.deps import Deps
 from samizdat.server.directory import ChatDirectory
@@ -36,7 +36,7 @@ def create_app(
     bus: Bus,
     clock: Clock,
     issuer: CodeIssuer,
-) -> FastAPI:
+) -> SamizdatApp:
     """Build the ASGI app. The caller owns store/bus lifetimes only until the app starts:
     the app's lifespan starts them and closes them on shutdown."""
     metrics = Metrics()
@@ -81,7 +81,6 @@ def create_app(
     app.state.hub = hub
     add_rpc_routes(app, dispatcher)
     install_openapi(app)
-    app.router.routes.append(WebSocketRoute("/ws", Gateway(dispatcher, hub).handle))
 
     @app.get("/health", include_in_schema=False)
     async def health() -> Response:
@@ -95,7 +94,7 @@ def create_app(
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
-    return app
+    return SamizdatApp(app, Gateway(dispatcher, hub))
 
 
 __all__ = ["create_app"]

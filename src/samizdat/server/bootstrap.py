@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 
 import uvicorn
-from fastapi import FastAPI
 
 from samizdat.bus.memory import InProcessBus
 from samizdat.crypto import FileKeySource, Keyring
 from samizdat.server.app import create_app
+from samizdat.server.asgi import SamizdatApp
 from samizdat.server.clock import SystemClock
 from samizdat.server.settings import ServerSettings
 from samizdat.server.verifier import CodeIssuer, WebhookVerifier
@@ -34,7 +34,7 @@ async def open_store(settings: ServerSettings) -> SqlStore:
     return SqlStore(engines, keyring, max_batch=settings.storage.max_batch)
 
 
-async def build_app(settings: ServerSettings) -> FastAPI:
+async def build_app(settings: ServerSettings) -> SamizdatApp:
     store = await open_store(settings)
     verifier = None
     if settings.verifier.webhook_url is not None:

@@ -13,7 +13,7 @@ import contextlib
 import logging
 from typing import Any
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.types import Receive, Scope, Send
 
 from samizdat.protocol.errors import (
     ErrorCode,
@@ -25,7 +25,7 @@ from samizdat.protocol.frames import Request, decode_request, encode_error, enco
 from samizdat.protocol.methods import AuthorizeParams, Method
 from samizdat.protocol.session import ConnEvent, ConnState
 from samizdat.server.deps import Anonymous, Caller
-from samizdat.server.hub import Connection, Hub
+from samizdat.server.hub import Close, Connection, Hub, SendText
 from samizdat.server.rpc import Dispatcher
 from samizdat.server.services.users import UserService
 
@@ -39,17 +39,25 @@ class Gateway:
         self.limits = dispatcher.deps.settings.limits
         self._users = UserService(dispatcher.deps)
 
-    async def handle(self, websocket: WebSocket) -> None:
-        await websocket.accept()
-        ip = websocket.client.host if websocket.client else "unknown"
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A plain ASGI WebSocket app, mounted ahead of the HTTP framework so frames skip
+        its middleware: the per-frame path is this loop and the protocol, nothing else."""
+        if (await receive())["type"] != "websocket.connect":
+            return
+        await send({"type": "websocket.accept"})
+        client = scope.get("client")
+        ip = str(client[0]) if client else "unknown"
 
-        async def send(text: str) -> None:
-            await websocket.send({"type": "websocket.send", "text": text})
+        async def send_text(text: str) -> None:
+            await send({"type": "websocket.send", "text": text})
 
         async def close(code: int, reason: str) -> None:
             with contextlib.suppress(Exception):
-                await websocket.close(code, reason)
+                await send({"type": "websocket.close", "code": code, "reason": reason})
 
+        await self._serve(ip, receive, send_text, close)
+
+    async def _serve(self, ip: str, receive: Receive, send: SendText, close: Close) -> None:
         conn = Connection(
             send,
             close,
@@ -61,8 +69,8 @@ class Gateway:
         tasks: set[asyncio.Task[None]] = set()
         try:
             while conn.closing is None:
-                message = await websocket.receive()
-                if message["type"] == "websocket.disconnect":
+                message = await receive()
+                if message["type"] != "websocket.receive":
                     break
                 data = message.get("text")
                 if data is None:
@@ -70,8 +78,6 @@ class Gateway:
                 if data is None:
                     continue
                 await self._on_frame(conn, ip, data, inflight, tasks)
-        except WebSocketDisconnect:
-            pass
         finally:
             if conn.registered:
                 log.info("device disconnected", extra={"device_id": conn.device_id})

@@ -68,8 +68,13 @@ class Connection:
         """Send queued frames until the connection is told to close; then close it."""
         outbox = self._outbox
         while True:
-            while outbox and (self.closing is None or self._flush_before_close):
-                await self._send(outbox.popleft())
+            try:
+                while outbox and (self.closing is None or self._flush_before_close):
+                    await self._send(outbox.popleft())
+            except Exception:  # the peer went away mid-send: nothing more can reach it
+                outbox.clear()
+                self.closing = self.closing or (1006, "peer gone")
+                self._flush_before_close = False
             if self.closing is not None:
                 self._flush_before_close = False
                 code, reason = self.closing

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -38,6 +38,29 @@ class SendOutcome:
     sender_seq: int
     deliveries: list[Delivery]
     duplicate: bool
+
+
+_COMPILED: dict[tuple[str, str, tuple[str, ...]], tuple[str, tuple[str, ...]]] = {}
+
+
+def insert_many(conn: Connection, table: Table, values: Sequence[dict[str, Any]]) -> None:
+    """``INSERT`` many rows, the statement compiled once per dialect from SQLAlchemy Core.
+
+    The hot path inserts thousands of rows a second; handing the driver plain tuples skips
+    SQLAlchemy's per-row parameter processing, which otherwise costs more than SQLite itself.
+    Values must already be the driver's native types (int, float, bool, str, bytes, None).
+    """
+    if not values:
+        return
+    keys = tuple(values[0])
+    cache_key = (conn.dialect.name, table.name, keys)
+    cached = _COMPILED.get(cache_key)
+    if cached is None:
+        compiled = insert(table).compile(dialect=conn.dialect, column_keys=list(keys))
+        order = tuple(compiled.positiontup or keys)
+        cached = _COMPILED[cache_key] = (compiled.string, order)
+    sql, order = cached
+    conn.exec_driver_sql(sql, [tuple(row[k] for k in order) for row in values])
 
 
 def fan_out(users_: Iterable[UserId], ref: UpdateRef) -> list[tuple[UserId, UpdateRef]]:
@@ -66,7 +89,7 @@ def append_updates_sync(
         seq = next_seq[user]
         next_seq[user] = seq + 1
         deliveries.append(Delivery(user, seq, ref))
-    conn.execute(insert(updates), [rows.update_values(d.user_id, d.seq, d.ref) for d in deliveries])
+    insert_many(conn, updates, [rows.update_values(d.user_id, d.seq, d.ref) for d in deliveries])
     return deliveries
 
 
@@ -152,7 +175,7 @@ def commit_sends_sync(
         last_in_chat[msg.chat_id] = max(last_in_chat.get(msg.chat_id, msg.id), msg.id)
         found[(msg.sender_id, msg.random_id)] = SendOutcome(msg, sender_seq, own, False)
     if values:
-        conn.execute(insert(messages), values)
+        insert_many(conn, messages, values)
         conn.execute(_SET_LAST, [{"c": c, "m": m} for c, m in last_in_chat.items()])
     outcomes: list[SendOutcome] = []
     delivered: set[tuple[int, int]] = set()
@@ -172,5 +195,6 @@ __all__ = [
     "build_messages_sync",
     "commit_sends_sync",
     "fan_out",
+    "insert_many",
     "load_chat_keys_sync",
 ]
