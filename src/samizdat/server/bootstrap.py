@@ -54,6 +54,9 @@ async def serve(settings: ServerSettings) -> None:
         ws_max_size=max(WS_HARD_LIMIT, settings.limits.max_frame_bytes * 2),
         ws_ping_interval=30,
         ws_ping_timeout=30,
+        # Compressing small JSON frames costs more CPU than it saves, and compressing
+        # secret-bearing traffic invites CRIME-style attacks.
+        ws_per_message_deflate=False,
         log_config=None,
         access_log=False,
         lifespan="on",

@@ -29,6 +29,17 @@ _BUMP_SEQ = (
     .where(update_seqs.c.user_id == bindparam("u"))
     .values(seq=update_seqs.c.seq + bindparam("n"))
 )
+# Built once: statements with "expanding" IN lists keep SQLAlchemy's compiled cache warm and
+# skip rebuilding the statement for every batch.
+_READ_SEQS = select(update_seqs.c.user_id, update_seqs.c.seq).where(
+    update_seqs.c.user_id.in_(bindparam("users", expanding=True))
+)
+# Two INs rather than a row-value IN: both databases then use the unique index
+# (sender_id, random_id) instead of scanning; callers pick the exact pairs out.
+_FIND_SENT = select(messages).where(
+    messages.c.sender_id.in_(bindparam("senders", expanding=True)),
+    messages.c.random_id.in_(bindparam("random_ids", expanding=True)),
+)
 _SET_LAST = update(chats).where(chats.c.id == bindparam("c")).values(last_message_id=bindparam("m"))
 
 
@@ -80,9 +91,7 @@ def append_updates_sync(
     counts = Counter(user for user, _ in targets)
     ordered = sorted(counts)  # one lock order for every writer: no deadlocks on PostgreSQL
     conn.execute(_BUMP_SEQ, [{"u": u, "n": counts[u]} for u in ordered])
-    result = conn.execute(
-        select(update_seqs.c.user_id, update_seqs.c.seq).where(update_seqs.c.user_id.in_(ordered))
-    )
+    result = conn.execute(_READ_SEQS, {"users": ordered})
     next_seq = {row.user_id: row.seq - counts[row.user_id] + 1 for row in result}
     deliveries: list[Delivery] = []
     for user, ref in targets:
@@ -137,15 +146,9 @@ def commit_sends_sync(
     """
     keys = [(m.sender_id, m.random_id) for m, _ in drafts]
     found: dict[tuple[int, int], SendOutcome] = {}
-    # Two INs rather than a row-value IN: both databases then use the unique index
-    # (sender_id, random_id) instead of scanning; the exact pairs are picked out below.
     wanted = set(keys)
-    candidates = conn.execute(
-        select(messages).where(
-            messages.c.sender_id.in_({s for s, _ in wanted}),
-            messages.c.random_id.in_({r for _, r in wanted}),
-        )
-    ).mappings()
+    params = {"senders": list({s for s, _ in wanted}), "random_ids": list({r for _, r in wanted})}
+    candidates = conn.execute(_FIND_SENT, params).mappings()
     existing = [r for r in candidates if (r["sender_id"], r["random_id"]) in wanted]
     if existing:
         for row, stored in zip(existing, build_messages_sync(conn, keyring, existing), strict=True):

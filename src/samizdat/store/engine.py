@@ -20,19 +20,34 @@ SqliteSync = Literal["NORMAL", "FULL"]
 
 @dataclass(frozen=True, slots=True)
 class Engines:
-    """``sync_writer`` (SQLite only) runs group commits in the store's writer thread."""
+    """Engines of one database.
+
+    SQLite only: ``sync_writer`` runs group commits synchronously, ``inline_commits`` says a
+    commit never waits for the disk (``synchronous=NORMAL``: the WAL write is one ``write()``)
+    so it may run on the event loop itself, and ``checkpointer`` copies the WAL into the
+    database (and fsyncs) off the event loop, since automatic checkpoints are turned off.
+    """
 
     writer: AsyncEngine
     reader: AsyncEngine
     dialect: str
     sync_writer: Engine | None = None
+    inline_commits: bool = False
+    checkpointer: Engine | None = None
+
+    def checkpoint(self) -> None:
+        """A passive checkpoint: never blocks writers or readers; call from a worker thread."""
+        if self.checkpointer is not None:
+            with self.checkpointer.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     async def dispose(self) -> None:
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
-        if self.sync_writer is not None:
-            self.sync_writer.dispose()
+        for engine in (self.sync_writer, self.checkpointer):
+            if engine is not None:
+                engine.dispose()
 
 
 def sqlite_url(path: Path) -> str:
@@ -47,6 +62,7 @@ def _sqlite_pragmas(synchronous: SqliteSync) -> Any:
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.execute("PRAGMA cache_size=-65536")
+        cursor.execute("PRAGMA wal_autocheckpoint=0")  # Engines.checkpoint does it, off-loop
         cursor.close()
 
     return on_connect
@@ -58,12 +74,22 @@ def open_engines(url: str, *, sqlite_synchronous: SqliteSync = "NORMAL") -> Engi
         writer = create_async_engine(url, pool_size=1, max_overflow=0)
         reader = create_async_engine(url, pool_size=4, max_overflow=4)
         sync_url = url.replace("sqlite+aiosqlite", "sqlite+pysqlite", 1)
-        sync_writer = create_engine(
-            sync_url, pool_size=1, max_overflow=0, connect_args={"check_same_thread": False}
+        sync_writer, checkpointer = (
+            create_engine(
+                sync_url, pool_size=1, max_overflow=0, connect_args={"check_same_thread": False}
+            )
+            for _ in range(2)
         )
-        for sync_engine in (writer.sync_engine, reader.sync_engine, sync_writer):
+        for sync_engine in (writer.sync_engine, reader.sync_engine, sync_writer, checkpointer):
             event.listen(sync_engine, "connect", _sqlite_pragmas(sqlite_synchronous))
-        return Engines(writer, reader, "sqlite", sync_writer)
+        return Engines(
+            writer,
+            reader,
+            "sqlite",
+            sync_writer,
+            inline_commits=sqlite_synchronous == "NORMAL",
+            checkpointer=checkpointer,
+        )
     if url.startswith("postgresql"):
         shared = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
         return Engines(shared, shared, "postgresql")
