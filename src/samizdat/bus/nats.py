@@ -40,6 +40,7 @@ class NatsBus:
                 await result
 
         await self._nc.subscribe(self.subject, cb=on_message)
+        await self._nc.flush()  # the server has our subscription before start() returns
 
     async def publish(self, event: BusEvent) -> None:
         if self._nc is None:
