@@ -1,0 +1,3 @@
+"""The ``samizdat`` command (``samizdat.cli.main:main``): server and client in one tool."""
+
+__all__: list[str] = []

@@ -55,3 +55,5 @@ def serve(
             "--code 11111[/cyan]"
         )
     uvloop.run(run_server(settings))
+
+__all__ = ["serve"]
