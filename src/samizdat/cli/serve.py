@@ -56,4 +56,5 @@ def serve(
         )
     uvloop.run(run_server(settings))
 
+
 __all__ = ["serve"]

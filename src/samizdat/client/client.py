@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
@@ -109,6 +109,7 @@ class Client:
         self._dispatcher: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
         self._sync_lock = asyncio.Lock()
+        self._own_seqs: set[int] = set()
         self.me: User | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -127,7 +128,7 @@ class Client:
     async def connect(self) -> None:
         """Open the socket; if logged in, authorise and catch up on missed updates."""
         try:
-            self._ws = await connect(ws_url(self.server), max_size=2**22, open_timeout=10)
+            self._ws = await connect(ws_url(self.server), max_size=2**24, open_timeout=10)
         except OSError as exc:
             raise Unavailable(f"cannot reach {self.server}: {exc.strerror or exc}") from exc
         except InvalidURI as exc:
@@ -223,8 +224,8 @@ class Client:
                     await self._emit(raw)
                     continue
                 await self._on_numbered(seq, raw)
-            except SamizdatError as exc:
-                log.warning("could not process an update: %s", exc)
+            except Exception:  # the dispatcher must outlive any one bad update
+                log.exception("could not process an update")
 
     async def _on_numbered(self, seq: int, raw: dict[str, Any]) -> None:
         if not self.receive_updates:
@@ -234,24 +235,29 @@ class Client:
             if session is None or seq <= session.seq:
                 return
             if seq == session.seq + 1:
-                await self._emit(raw)
-                self._advance(seq)
+                await self._deliver(seq, raw)
                 return
         await self.catch_up()  # a gap: the difference includes this update
 
     def _advance(self, seq: int) -> None:
         if self.session is not None and seq > self.session.seq:
             self.session.seq = seq
+            if self._own_seqs:
+                self._own_seqs = {s for s in self._own_seqs if s > seq}
             if self.profile is not None:
                 self.profile.save(self.session)
 
-    async def _seen_own(self, seq: int) -> None:
+    async def _seen_own(self, seq: int | None) -> None:
         """A result carried the number of our own change: advance, or catch up on a gap.
 
-        Inside a handler (the dispatcher holds the sync lock) this does nothing: the next
-        pushed update then shows a gap and the difference fills it in.
+        Our own changes are never handed to handlers. Inside a handler (the dispatcher holds
+        the sync lock) the number is only remembered: the next pushed update shows a gap, the
+        difference fills it in, and this number is skipped there.
         """
-        if self._sync_lock.locked() or not self.receive_updates:
+        if seq is None or not self.receive_updates:
+            return
+        self._own_seqs.add(seq)
+        if self._sync_lock.locked():
             return
         async with self._sync_lock:
             if self.session is None or seq <= self.session.seq:
@@ -271,14 +277,27 @@ class Client:
                 diff = await self.call("updates.difference", since=self.session.seq, limit=500)
                 for item in diff["updates"]:
                     if item["seq"] > self.session.seq:
-                        await self._emit(item["update"])
-                        self._advance(item["seq"])
+                        await self._deliver(item["seq"], item["update"])
                         count += 1
                 if not diff["more"]:
                     return count
 
+    async def _deliver(self, seq: int, raw: dict[str, Any]) -> None:
+        """Apply numbered update ``seq``: advance past it, and hand it to the handlers unless
+        it is our own change."""
+        own = seq in self._own_seqs
+        self._advance(seq)
+        if not own:
+            await self._emit(raw)
+
     async def _emit(self, raw: dict[str, Any]) -> None:
-        update = _UPDATE.validate_python(raw)
+        """Hand one update to the handlers; one that cannot be parsed (an update type from a
+        newer server, say) is logged and skipped."""
+        try:
+            update = _UPDATE.validate_python(raw)
+        except ValidationError:
+            log.warning("skipped an update this client does not understand: %s", raw.get("type"))
+            return
         for event_type, handler in self._handlers:
             if event_type is AnyUpdate or isinstance(update, event_type):
                 try:
@@ -303,7 +322,8 @@ class Client:
         self.session = Session(
             self.server, result["token"], result["user"]["id"], result["device_id"]
         )
-        await self._authorize(fresh=True)
+        async with self._sync_lock:  # no push may be applied against seq 0 meanwhile
+            await self._authorize(fresh=True)
         if self.profile is not None:
             self.profile.save(self.session)
         return User.model_validate(result["user"])

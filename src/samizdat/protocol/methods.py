@@ -229,7 +229,9 @@ class ReadParams(Params):
 
 
 class SeqResult(Result):
-    seq: int
+    seq: int | None = Field(
+        description="The number of the update your change made, or null if it changed nothing"
+    )
 
 
 class HistoryParams(Params):

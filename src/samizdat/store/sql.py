@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -53,6 +53,9 @@ from samizdat.store.tables import (
 )
 
 log = logging.getLogger(__name__)
+_TOUCH_DEVICE = (
+    update(devices).where(devices.c.id == bindparam("d")).values(last_seen_at=bindparam("t"))
+)
 _T = TypeVar("_T")
 
 
@@ -74,6 +77,7 @@ class SqlStore:
         self._sends: asyncio.Queue[_PendingSend] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
         self._checkpoint_task: asyncio.Task[None] | None = None
+        self._seen: dict[DeviceId, float] = {}
         self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self.batches_committed = 0
         #: Called with the number of sends in each group commit (the app wires a metric here).
@@ -81,17 +85,19 @@ class SqlStore:
 
     async def start(self) -> None:
         self._writer_task = asyncio.create_task(self._send_writer(), name="group-commit")
-        if self.engines.checkpointer is not None:
-            self._checkpoint_task = asyncio.create_task(self._checkpoints(), name="checkpoint")
+        self._checkpoint_task = asyncio.create_task(self._housekeeping(), name="housekeeping")
 
-    async def _checkpoints(self, interval: float = 1.0) -> None:
+    async def _housekeeping(self, interval: float = 1.0) -> None:
+        """Every second: write last-seen times, and checkpoint SQLite's WAL off the loop."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(interval)
             try:
-                await loop.run_in_executor(self._writer_thread, self.engines.checkpoint)
-            except SQLAlchemyError as exc:
-                log.warning("WAL checkpoint failed", extra={"error": type(exc).__name__})
+                await self.flush_seen()
+                if self.engines.checkpointer is not None:
+                    await loop.run_in_executor(self._writer_thread, self.engines.checkpoint)
+            except (SQLAlchemyError, Unavailable) as exc:
+                log.warning("housekeeping failed", extra={"error": type(exc).__name__})
 
     async def close(self) -> None:
         for task in (self._writer_task, self._checkpoint_task):
@@ -99,6 +105,8 @@ class SqlStore:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        with contextlib.suppress(Unavailable):
+            await self.flush_seen()
         await self.engines.dispose()
         self._writer_thread.shutdown(wait=True)
 
@@ -200,14 +208,36 @@ class SqlStore:
                 raise Unavailable("storage is temporarily unavailable") from exc
 
     # --- login codes ---------------------------------------------------------------------
-    async def pending_code(self, lookup: bytes) -> PendingCode | None:
-        async with self._read() as conn:
+    async def claim_code_attempt(
+        self, lookup: bytes, now: float, max_attempts: int
+    ) -> PendingCode | None:
+        """Count one attempt at the pending code, atomically; return the code as it was.
+
+        Only a live code with attempts to spare is counted, in one conditional UPDATE, so
+        concurrent guesses cannot share one attempt: at most ``max_attempts`` ever get to
+        compare. If none could be counted, the stored (expired or exhausted) code or None.
+        """
+        async with self.write() as conn:
+            claimed = (
+                await conn.execute(
+                    update(login_codes)
+                    .where(
+                        login_codes.c.phone_lookup == lookup,
+                        login_codes.c.attempts < max_attempts,
+                        login_codes.c.expires_at > now,
+                    )
+                    .values(attempts=login_codes.c.attempts + 1)
+                    .returning(
+                        login_codes.c.code_digest, login_codes.c.expires_at, login_codes.c.attempts
+                    )
+                )
+            ).first()
+            if claimed is not None:
+                return PendingCode(claimed.code_digest, claimed.expires_at, claimed.attempts - 1)
             row = (
                 await conn.execute(select(login_codes).where(login_codes.c.phone_lookup == lookup))
             ).first()
-        if row is None:
-            return None
-        return PendingCode(row.code_digest, row.expires_at, row.attempts)
+        return PendingCode(row.code_digest, row.expires_at, row.attempts) if row else None
 
     async def put_code(self, lookup: bytes, digest: bytes, expires_at: float) -> None:
         async with self.write() as conn:
@@ -216,14 +246,6 @@ class SqlStore:
                 insert(login_codes).values(
                     phone_lookup=lookup, code_digest=digest, expires_at=expires_at, attempts=0
                 )
-            )
-
-    async def count_code_attempt(self, lookup: bytes) -> None:
-        async with self.write() as conn:
-            await conn.execute(
-                update(login_codes)
-                .where(login_codes.c.phone_lookup == lookup)
-                .values(attempts=login_codes.c.attempts + 1)
             )
 
     async def consume_code(self, conn: AsyncConnection, lookup: bytes) -> bool:
@@ -361,11 +383,17 @@ class SqlStore:
             ).first()
         return rows.device(row._mapping) if row else None
 
-    async def touch_device(self, device_id: DeviceId, now: float) -> None:
-        async with self.write() as conn:
-            await conn.execute(
-                update(devices).where(devices.c.id == device_id).values(last_seen_at=now)
-            )
+    def touch_device(self, device_id: DeviceId, now: float) -> None:
+        """Note that a device was seen; written with the next flush (each second), so a
+        reconnect storm costs one write a second rather than one per device."""
+        self._seen[device_id] = now
+
+    async def flush_seen(self) -> None:
+        if not self._seen:
+            return
+        seen, self._seen = self._seen, {}
+        values = [{"d": d, "t": t} for d, t in seen.items()]
+        await self._run_write(lambda conn: conn.execute(_TOUCH_DEVICE, values))
 
     async def list_devices(self, user_id: UserId) -> list[Device]:
         async with self._read() as conn:

@@ -67,13 +67,11 @@ class AuthService:
         store = self.deps.store
         lookup = store.keyring.phone_lookup(phone.e164)
         now = self.deps.clock.now()
-        pending = await store.pending_code(lookup)
+        pending = await store.claim_code_attempt(lookup, now, self.policy.max_attempts)
         outcome = check_code(
             pending, store.keyring.code_digest(phone.e164, p.code), now, self.policy
         )
-        if outcome is CodeCheck.WRONG:
-            await store.count_code_attempt(lookup)
-        elif outcome in (CodeCheck.EXPIRED, CodeCheck.TOO_MANY_ATTEMPTS):
+        if outcome in (CodeCheck.EXPIRED, CodeCheck.TOO_MANY_ATTEMPTS):
             async with store.write() as conn:
                 await store.consume_code(conn, lookup)
         raise_for(outcome)
@@ -137,7 +135,7 @@ class AuthService:
                 self._callers.pop(digest, None)
 
     async def on_connect(self, caller: Caller) -> None:
-        await self.deps.store.touch_device(caller.device_id, self.deps.clock.now())
+        self.deps.store.touch_device(caller.device_id, self.deps.clock.now())
 
     # --- devices -------------------------------------------------------------------------
     async def list_devices(self, caller: Caller, _: Empty) -> wire.Json:

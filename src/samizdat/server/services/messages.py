@@ -8,6 +8,7 @@ device of every member, the sender's other devices included.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 
 from samizdat.bus.events import Push
@@ -33,7 +34,15 @@ from samizdat.server.deps import Caller, Deps
 from samizdat.server.services.publish import publish_deliveries
 from samizdat.store.sql import SendOutcome, append_updates, fan_out
 
-_INT64 = 2**63
+_TYPING_INTERVAL = 3.0
+_TYPING_MAX_MEMBERS = 1_000
+
+
+def forward_random_id(random_id: int, index: int) -> int:
+    """The idempotency key of the index-th copy in a forward: derived in a space of its own,
+    so it cannot collide with the client's next plain send (random_id + 1, say)."""
+    digest = hashlib.blake2b(b"forward:%d:%d" % (random_id, index), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _own_seq(deliveries: list[Delivery], user: UserId) -> int | None:
@@ -44,23 +53,28 @@ def _own_seq(deliveries: list[Delivery], user: UserId) -> int | None:
 class MessageService:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
+        self._typing: dict[tuple[UserId, ChatId], float] = {}
 
     async def _membership(self, caller: Caller, chat_id: int) -> Membership:
         return rules.require_member(await self.deps.chats.get(ChatId(chat_id)), caller.user_id)
 
-    async def _seq_or_current(self, deliveries: list[Delivery], user: UserId) -> int:
-        seq = _own_seq(deliveries, user)
-        return seq if seq is not None else await self.deps.store.current_seq(user)
-
     async def _store(self, caller: Caller, membership: Membership, msg: Message) -> SendOutcome:
         started = time.perf_counter()
+        # Shielded: if the sender's socket drops mid-request, the message that gets committed
+        # is still pushed to everyone else, instead of waiting for their next resync.
+        outcome = await asyncio.shield(self._commit_and_push(caller, membership, msg))
+        self.deps.metrics.send_latency.observe(time.perf_counter() - started)
+        return outcome
+
+    async def _commit_and_push(
+        self, caller: Caller, membership: Membership, msg: Message
+    ) -> SendOutcome:
         outcome = await self.deps.store.send(msg, membership.members)
         if not outcome.duplicate:
             body = wire.dumps({"type": "new_message", "message": wire.message(outcome.message)})
             targets = tuple((d.user_id, d.seq) for d in outcome.deliveries)
             await self.deps.publish(Push(body, targets, caller.connection_id))
             self.deps.metrics.messages.inc()
-        self.deps.metrics.send_latency.observe(time.perf_counter() - started)
         return outcome
 
     async def send(self, caller: Caller, p: SendMessageParams) -> wire.Json:
@@ -102,7 +116,7 @@ class MessageService:
                     sender_id=caller.user_id,
                     date=now,
                     text=original.text,
-                    random_id=(p.random_id + index + _INT64) % (2 * _INT64) - _INT64,
+                    random_id=forward_random_id(p.random_id, index),
                     forward=origin,
                 )
             )
@@ -189,7 +203,7 @@ class MessageService:
         await publish_deliveries(
             self.deps, deliveries, messages=updated, skip_connection=caller.connection_id
         )
-        return {"seq": await self._seq_or_current(deliveries, caller.user_id)}
+        return {"seq": _own_seq(deliveries, caller.user_id)}
 
     async def read(self, caller: Caller, p: ReadParams) -> wire.Json:
         membership = await self._membership(caller, p.chat_id)
@@ -210,10 +224,21 @@ class MessageService:
                 targets += fan_out(senders, outbox)
                 deliveries = await append_updates(conn, targets)
         await publish_deliveries(self.deps, deliveries, skip_connection=caller.connection_id)
-        return {"seq": await self._seq_or_current(deliveries, caller.user_id)}
+        return {"seq": _own_seq(deliveries, caller.user_id)}
 
     async def typing(self, caller: Caller, p: ChatIdParams) -> wire.Json:
+        """Pushed at most once per ``_TYPING_INTERVAL`` per user and chat, and not at all in
+        very large groups: otherwise one cheap request fans out to thousands of sockets."""
         membership = await self._membership(caller, p.chat_id)
+        key = (caller.user_id, membership.chat.id)
+        now = self.deps.clock.now()
+        if now - self._typing.get(key, 0.0) < _TYPING_INTERVAL:
+            return {"ok": True}
+        if len(self._typing) > 100_000:
+            self._typing.clear()
+        self._typing[key] = now
+        if len(membership.members) > _TYPING_MAX_MEMBERS:
+            return {"ok": True}
         body = wire.dumps(
             {"type": "typing", "chat_id": membership.chat.id, "user_id": caller.user_id}
         )
