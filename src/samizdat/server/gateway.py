@@ -16,13 +16,14 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 
 from samizdat.protocol.errors import (
+    WS_CLOSE_UNAUTHORIZED,
     ErrorCode,
     InternalError,
     ProtocolError,
     SamizdatError,
 )
 from samizdat.protocol.frames import Request, decode_request, encode_error, encode_result
-from samizdat.protocol.methods import AuthorizeParams, Method
+from samizdat.protocol.methods import AuthorizeParams, Empty, Method
 from samizdat.protocol.session import ConnEvent, ConnState
 from samizdat.server.deps import Anonymous, Caller
 from samizdat.server.hub import Close, Connection, Hub, SendText
@@ -62,14 +63,24 @@ class Gateway:
             send,
             close,
             max_outbox=self.limits.max_outbox_frames,
+            max_outbox_bytes=self.limits.max_outbox_bytes,
             conn_id=self.dispatcher.deps.new_id(),
         )
         pump = asyncio.create_task(conn.pump())
         inflight = asyncio.Semaphore(self.limits.max_inflight_per_connection)
         tasks: set[asyncio.Task[None]] = set()
+        auth_deadline = asyncio.get_running_loop().time() + self.limits.auth_timeout_seconds
         try:
             while conn.closing is None:
-                message = await receive()
+                if conn.state.state is ConnState.AWAITING_AUTH:
+                    remaining = auth_deadline - asyncio.get_running_loop().time()
+                    try:
+                        message = await asyncio.wait_for(receive(), max(remaining, 0.0))
+                    except TimeoutError:
+                        conn.close_soon(WS_CLOSE_UNAUTHORIZED, "authorise sooner; reconnect")
+                        break
+                else:
+                    message = await receive()
                 if message["type"] != "websocket.receive":
                     break
                 data = message.get("text")
@@ -148,6 +159,8 @@ class Gateway:
         if conn.state.state is not ConnState.AWAITING_AUTH:
             raise ProtocolError("this connection is already authorised", code=ErrorCode.BAD_FRAME)
         caller = await self.dispatcher.auth.authenticate(params.token, ip)
+        if conn.closing is not None:
+            return
         conn.user_id = caller.user_id
         conn.device_id = caller.device_id
         conn.state.fire(ConnEvent.AUTHORIZED)
@@ -157,11 +170,13 @@ class Gateway:
         )
         try:
             await self.dispatcher.auth.on_connect(caller)
-            me = await self._users.me(caller, None)  # type: ignore[arg-type]
+            me = await self._users.me(caller, Empty())
             seq = await self.dispatcher.deps.store.current_seq(caller.user_id)
-        except SamizdatError:
-            raise
         except Exception as exc:
+            # Registered but unusable: close, so the client reconnects rather than waits.
+            conn.close_soon(1011, "authorisation failed; reconnect")
+            if isinstance(exc, SamizdatError) and exc.code is not ErrorCode.INTERNAL:
+                raise
             log.exception("authorize failed")
             raise InternalError() from exc
         conn.push(

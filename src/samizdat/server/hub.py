@@ -27,11 +27,21 @@ Close = Callable[[int, str], Awaitable[None]]
 class Connection:
     """One device's socket as the hub sees it: identity, state, outbox."""
 
-    def __init__(self, send: SendText, close: Close, *, max_outbox: int, conn_id: int = 0) -> None:
+    def __init__(
+        self,
+        send: SendText,
+        close: Close,
+        *,
+        max_outbox: int,
+        max_outbox_bytes: int = 32 * 1024 * 1024,
+        conn_id: int = 0,
+    ) -> None:
         self.id = conn_id
         self._send = send
         self._close = close
         self.max_outbox = max_outbox
+        self.max_outbox_bytes = max_outbox_bytes
+        self._queued_bytes = 0
         self.state = ServerConnection()
         self.user_id = 0
         self.device_id = 0
@@ -44,10 +54,15 @@ class Connection:
     def push(self, frame: bytes | str) -> None:
         if self.closing is not None and not self._flush_before_close:
             return
-        if len(self._outbox) >= self.max_outbox:
+        text = frame if isinstance(frame, str) else frame.decode()
+        if (
+            len(self._outbox) >= self.max_outbox
+            or self._queued_bytes + len(text) > self.max_outbox_bytes
+        ):
             self.close_soon(WS_CLOSE_SLOW_CONSUMER, "too far behind; reconnect and resync")
             return
-        self._outbox.append(frame if isinstance(frame, str) else frame.decode())
+        self._queued_bytes += len(text)
+        self._outbox.append(text)
         self._wakeup.set()
 
     def close_soon(self, code: int, reason: str, *, flush: bool = False) -> None:
@@ -70,9 +85,12 @@ class Connection:
         while True:
             try:
                 while outbox and (self.closing is None or self._flush_before_close):
-                    await self._send(outbox.popleft())
+                    text = outbox.popleft()
+                    self._queued_bytes -= len(text)
+                    await self._send(text)
             except Exception:  # the peer went away mid-send: nothing more can reach it
                 outbox.clear()
+                self._queued_bytes = 0
                 self.closing = self.closing or (1006, "peer gone")
                 self._flush_before_close = False
             if self.closing is not None:
@@ -133,6 +151,7 @@ class Hub:
             case DevicesRevoked(ids):
                 for device_id in ids:
                     for revoked in tuple(self._by_device.get(device_id, ())):
+                        self.unregister(revoked)  # no further pushes; only pending replies
                         revoked.revoke()
             case ChatChanged(chat_id):
                 self._on_chat_changed(chat_id)

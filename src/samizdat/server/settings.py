@@ -22,6 +22,12 @@ class LimitSettings(Section):
     max_outbox_frames: int = Field(
         4096, ge=16, description="queued frames before a slow socket is dropped"
     )
+    max_outbox_bytes: int = Field(
+        32 * 1024 * 1024, ge=64 * 1024, description="queued bytes before a slow socket is dropped"
+    )
+    auth_timeout_seconds: float = Field(
+        600.0, gt=0, description="an unauthorised socket is closed after this long"
+    )
     max_inflight_per_connection: int = Field(256, ge=1)
     rate_limits: bool = True
     requests_per_second: float = Field(200.0, gt=0, description="per device, sustained")

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, case, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -40,7 +40,17 @@ _FIND_SENT = select(messages).where(
     messages.c.sender_id.in_(bindparam("senders", expanding=True)),
     messages.c.random_id.in_(bindparam("random_ids", expanding=True)),
 )
-_SET_LAST = update(chats).where(chats.c.id == bindparam("c")).values(last_message_id=bindparam("m"))
+# Only ever forward: on several nodes a batch may commit after a higher id from elsewhere.
+_SET_LAST = (
+    update(chats)
+    .where(chats.c.id == bindparam("c"))
+    .values(
+        last_message_id=case(
+            (func.coalesce(chats.c.last_message_id, 0) < bindparam("m"), bindparam("m")),
+            else_=chats.c.last_message_id,
+        )
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)

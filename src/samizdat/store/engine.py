@@ -71,12 +71,17 @@ def _sqlite_pragmas(synchronous: SqliteSync) -> Any:
 def open_engines(url: str, *, sqlite_synchronous: SqliteSync = "NORMAL") -> Engines:
     """Create engines for ``url`` (``sqlite+aiosqlite:///...`` or ``postgresql+asyncpg://...``)."""
     if url.startswith("sqlite"):
-        writer = create_async_engine(url, pool_size=1, max_overflow=0)
-        reader = create_async_engine(url, pool_size=4, max_overflow=4)
+        # hide_parameters: an error's text never carries row values (ids, hashes, ciphertext)
+        writer = create_async_engine(url, pool_size=1, max_overflow=0, hide_parameters=True)
+        reader = create_async_engine(url, pool_size=4, max_overflow=4, hide_parameters=True)
         sync_url = url.replace("sqlite+aiosqlite", "sqlite+pysqlite", 1)
         sync_writer, checkpointer = (
             create_engine(
-                sync_url, pool_size=1, max_overflow=0, connect_args={"check_same_thread": False}
+                sync_url,
+                pool_size=1,
+                max_overflow=0,
+                hide_parameters=True,
+                connect_args={"check_same_thread": False},
             )
             for _ in range(2)
         )
@@ -91,7 +96,9 @@ def open_engines(url: str, *, sqlite_synchronous: SqliteSync = "NORMAL") -> Engi
             checkpointer=checkpointer,
         )
     if url.startswith("postgresql"):
-        shared = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        shared = create_async_engine(
+            url, pool_size=10, max_overflow=10, pool_pre_ping=True, hide_parameters=True
+        )
         return Engines(shared, shared, "postgresql")
     raise ValueError(f"unsupported database URL scheme: {url.split(':', 1)[0]!r}")
 

@@ -27,7 +27,7 @@ from samizdat.core.login_codes import PendingCode
 from samizdat.core.model import Account, Chat, Device, DialogRow, Membership, Message
 from samizdat.core.updates import Delivery
 from samizdat.crypto import Keyring
-from samizdat.protocol.errors import Conflict, ErrorCode, Unavailable
+from samizdat.protocol.errors import Conflict, ErrorCode, NotFound, Unavailable
 from samizdat.protocol.models import PhoneVisibility
 from samizdat.store import rows
 from samizdat.store.batch import (
@@ -155,8 +155,17 @@ class SqlStore:
                 batch.append(self._sends.get_nowait())
             try:
                 await self._commit_sends(batch)
+            except Unavailable:  # the database is down: every item would fail the same way
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(
+                            Unavailable("storage is temporarily unavailable; retry the send")
+                        )
             except Exception as exc:
-                log.warning("group commit failed; retrying one by one", extra={"error": repr(exc)})
+                # One bad item (a constraint, bad data) must not sink the others.
+                log.warning(
+                    "group commit failed; retrying one by one", extra={"error": type(exc).__name__}
+                )
                 for item in batch:
                     if item.future.done():
                         continue
@@ -167,18 +176,19 @@ class SqlStore:
                             item.future.set_exception(
                                 Unavailable("message could not be stored; retry the send")
                             )
-                        log.error("send failed", extra={"error": repr(single_exc)})
+                        log.error("send failed", extra={"error": type(single_exc).__name__})
 
     async def _commit_sends(self, batch: list[_PendingSend]) -> None:
         drafts = [(p.message, p.recipients) for p in batch]
         keyring = self.keyring
         outcomes = await self._run_write(lambda conn: commit_sends_sync(conn, keyring, drafts))
-        self.batches_committed += 1
-        if self.on_batch is not None:
-            self.on_batch(len(batch))
         for item, outcome in zip(batch, outcomes, strict=True):
             if not item.future.done():
                 item.future.set_result(outcome)
+        self.batches_committed += 1
+        if self.on_batch is not None:
+            with contextlib.suppress(Exception):
+                self.on_batch(len(batch))
 
     async def _run_write(self, work: Callable[[Connection], _T]) -> _T:
         """Run ``work`` in one write transaction, serialised with every other write here.
@@ -574,11 +584,15 @@ class SqlStore:
     async def edit_message(
         self, conn: AsyncConnection, msg: Message, text: str, now: float
     ) -> None:
-        await conn.execute(
+        """Raise MESSAGE_NOT_FOUND if it was deleted for everyone meanwhile: a deleted text
+        must never come back."""
+        result = await conn.execute(
             update(messages)
-            .where(messages.c.id == msg.id)
+            .where(messages.c.id == msg.id, messages.c.deleted.is_(False))
             .values(text_sealed=self.keyring.seal_text(msg.chat_id, msg.id, text), edit_date=now)
         )
+        if not result.rowcount:
+            raise NotFound("message was deleted", code=ErrorCode.MESSAGE_NOT_FOUND)
 
     async def delete_for_everyone(self, conn: AsyncConnection, ids: Sequence[MessageId]) -> None:
         """The sealed text is erased, not just flagged: deletion is real."""

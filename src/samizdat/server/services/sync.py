@@ -7,6 +7,10 @@ from samizdat.protocol.methods import DifferenceParams, Empty
 from samizdat.server import wire
 from samizdat.server.deps import Caller, Deps
 
+#: A difference answer stays under about this size, whatever ``limit`` asked for, so a device
+#: that was away from a busy chat never gets a frame too big for it (or for the server) to hold.
+MAX_DIFFERENCE_BYTES = 1024 * 1024
+
 _MESSAGE_KINDS = {UpdateKind.NEW_MESSAGE, UpdateKind.MESSAGE_EDITED, UpdateKind.REACTION}
 
 
@@ -30,14 +34,21 @@ class SyncService:
         messages = await store.messages_by_id(message_ids)
         chat_ids = [d.ref.chat_id for d in found if d.ref.kind is UpdateKind.CHAT_UPDATED]
         chats = await store.chats_by_id(chat_ids)
-        out = []
+        out: list[wire.Json] = []
+        size = 0
+        last = p.since
         for d in found:
             body = wire.update_body(d.ref, messages, chats)
             if body is None:  # its chat or message is gone for good: say so, keep the number
                 body = {"type": "chat_left", "chat_id": d.ref.chat_id}
+            size += len(wire.dumps(body))
+            if out and size > MAX_DIFFERENCE_BYTES:
+                break  # the client asks again from the last number it got
             out.append({"seq": d.seq, "update": body})
-        last = found[-1].seq if found else p.since
-        return {"updates": out, "seq": current, "more": last < current and len(found) == p.limit}
+            last = d.seq
+        newest = max(current, last)
+        more = len(out) < len(found) or (len(found) == p.limit and last < newest)
+        return {"updates": out, "seq": newest, "more": more}
 
 
 __all__ = ["SyncService"]
