@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from samizdat.protocol.errors import (
     WS_CLOSE_UNAUTHORIZED,
+    AuthError,
     ErrorCode,
     InternalError,
     ProtocolError,
@@ -158,13 +159,19 @@ class Gateway:
     ) -> None:
         if conn.state.state is not ConnState.AWAITING_AUTH:
             raise ProtocolError("this connection is already authorised", code=ErrorCode.BAD_FRAME)
-        caller = await self.dispatcher.auth.authenticate(params.token, ip)
+        auth = self.dispatcher.auth
+        revocations = auth.revocations
+        caller = await auth.authenticate(params.token, ip)
         if conn.closing is not None:
             return
         conn.user_id = caller.user_id
         conn.device_id = caller.device_id
         conn.state.fire(ConnEvent.AUTHORIZED)
         self.hub.register(conn)
+        if auth.revocations != revocations and await auth.is_revoked(caller.device_id):
+            self.hub.unregister(conn)  # revoked while we looked it up: the event missed us
+            conn.revoke()
+            raise AuthError("this device was logged out", code=ErrorCode.TOKEN_REVOKED)
         log.info(
             "device connected", extra={"user_id": caller.user_id, "device_id": caller.device_id}
         )

@@ -66,6 +66,10 @@ class _PendingSend:
     future: asyncio.Future[SendOutcome] = field(repr=False)
 
 
+class StoreConflict(Conflict):
+    """A write broke a uniqueness rule: someone else made the same change first."""
+
+
 class SqlStore:
     """One DC's database. Construct, ``await start()``, and ``await close()`` when done."""
 
@@ -122,8 +126,11 @@ class SqlStore:
             try:
                 async with self.engines.writer.begin() as conn:
                     yield conn
-            except IntegrityError:
-                raise
+            except IntegrityError as exc:
+                raise StoreConflict(
+                    "that conflicts with a change made at the same moment; try again",
+                    code=ErrorCode.CHAT_INVALID,
+                ) from exc
             except SQLAlchemyError as exc:
                 log.error("storage write failed", extra={"error": type(exc).__name__})
                 raise Unavailable("storage is temporarily unavailable") from exc
@@ -322,7 +329,7 @@ class SqlStore:
                     .where(users.c.id == user_id)
                     .values(username=name, username_key=key)
                 )
-        except IntegrityError as exc:
+        except StoreConflict as exc:
             raise Conflict("that username is taken", code=ErrorCode.USERNAME_TAKEN) from exc
 
     async def update_profile(
@@ -404,6 +411,11 @@ class SqlStore:
         seen, self._seen = self._seen, {}
         values = [{"d": d, "t": t} for d, t in seen.items()]
         await self._run_write(lambda conn: conn.execute(_TOUCH_DEVICE, values))
+
+    async def list_devices_by_id(self, device_ids: Sequence[DeviceId]) -> list[Device]:
+        async with self._read() as conn:
+            result = await conn.execute(select(devices).where(devices.c.id.in_(list(device_ids))))
+            return [rows.device(r._mapping) for r in result]
 
     async def list_devices(self, user_id: UserId) -> list[Device]:
         async with self._read() as conn:
@@ -783,4 +795,4 @@ class SqlStore:
         return found
 
 
-__all__ = ["SendOutcome", "SqlStore", "append_updates", "fan_out"]
+__all__ = ["SendOutcome", "SqlStore", "StoreConflict", "append_updates", "fan_out"]

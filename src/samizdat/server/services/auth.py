@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from samizdat.bus.events import DevicesRevoked
 from samizdat.core.ids import DeviceId, UserId
 from samizdat.core.login_codes import CodeCheck, CodePolicy, check_code, raise_for
@@ -22,6 +24,7 @@ from samizdat.server.deps import Anonymous, Caller, Deps
 from samizdat.server.verifier import CodeIssuer
 
 NEW_USER_NAME = "New user"
+TOKEN_CACHE_SECONDS = 60.0
 
 
 class AuthService:
@@ -43,7 +46,10 @@ class AuthService:
             limits.codes_per_phone_per_hour,
             what="login codes for this number",
         )
-        self._callers: dict[bytes, Caller] = {}
+        # Token digest -> (caller, when cached). Revocations evict at once (``forget``); the
+        # TTL is a backstop should a bus event be lost.
+        self._callers: dict[bytes, tuple[Caller, float]] = {}
+        self._revocations = 0
         self._digest_of: dict[int, bytes] = {}
 
     def _limit_ip(self, ip: str) -> None:
@@ -108,8 +114,10 @@ class AuthService:
         """
         digest = token_digest(token)
         cached = self._callers.get(digest)
-        if cached is not None:
-            return Caller(cached.user_id, cached.device_id, ip)
+        now = time.monotonic()
+        if cached is not None and now - cached[1] < TOKEN_CACHE_SECONDS:
+            return Caller(cached[0].user_id, cached[0].device_id, ip)
+        revocations = self._revocations
         dev = await self.deps.store.device_by_token(digest)
         if dev is None or dev.revoked:
             self._limit_ip(ip)
@@ -120,15 +128,27 @@ class AuthService:
                 "this device was logged out; sign in again", code=ErrorCode.TOKEN_REVOKED
             )
         caller = Caller(dev.user_id, dev.id, ip)
-        if len(self._callers) > 100_000:
-            self._callers.clear()
-            self._digest_of.clear()
-        self._callers[digest] = caller
-        self._digest_of[dev.id] = digest
+        if revocations == self._revocations:  # no revocation raced the read: safe to cache
+            if len(self._callers) > 100_000:
+                self._callers.clear()
+                self._digest_of.clear()
+            self._callers[digest] = (caller, now)
+            self._digest_of[dev.id] = digest
         return caller
+
+    @property
+    def revocations(self) -> int:
+        """How many revocation events this node has seen; compare before and after a wait."""
+        return self._revocations
+
+    async def is_revoked(self, device_id: int) -> bool:
+        """Read the device from the store, not the cache (for a check after a race)."""
+        devices = await self.deps.store.list_devices_by_id([DeviceId(device_id)])
+        return not devices or devices[0].revoked
 
     def forget(self, device_ids: tuple[int, ...]) -> None:
         """Drop cached tokens of revoked devices (called for every DevicesRevoked event)."""
+        self._revocations += 1
         for device_id in device_ids:
             digest = self._digest_of.pop(device_id, None)
             if digest is not None:

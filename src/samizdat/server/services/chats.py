@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy.exc import IntegrityError
-
 from samizdat.core import rules
 from samizdat.core.ids import ChatId, UserId
 from samizdat.core.model import Chat, Membership
@@ -23,7 +21,7 @@ from samizdat.protocol.models import ChatKind
 from samizdat.server import wire
 from samizdat.server.deps import Caller, Deps
 from samizdat.server.services.publish import publish_deliveries
-from samizdat.store.sql import append_updates, fan_out
+from samizdat.store.sql import StoreConflict, append_updates, fan_out
 
 
 class ChatService:
@@ -71,7 +69,7 @@ class ChatService:
                 async with store.write() as conn:
                     await store.insert_chat(conn, chat, list(pair), now)
                 chat_id = chat.id
-            except IntegrityError:  # the peer opened it at the same moment
+            except StoreConflict:  # the peer opened it at the same moment
                 chat_id = await store.private_chat_id(pair)
                 if chat_id is None:
                     raise

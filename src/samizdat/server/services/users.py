@@ -5,6 +5,7 @@ from __future__ import annotations
 from samizdat.core.ids import UserId
 from samizdat.core.model import Account
 from samizdat.core.phone import parse_phone
+from samizdat.core.ratelimit import KeyedLimiter
 from samizdat.core.rules import normalize_username, phone_visible_to
 from samizdat.protocol.errors import ErrorCode, NotFound, SamizdatError
 from samizdat.protocol.methods import (
@@ -17,10 +18,17 @@ from samizdat.protocol.methods import (
 from samizdat.server import wire
 from samizdat.server.deps import Caller, Deps
 
+PHONE_LOOKUPS_PER_HOUR = 30
+
 
 class UserService:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
+        # Looking people up by number is how a state maps numbers to accounts: a user gets
+        # a handful of lookups an hour, whether they find anyone or not.
+        self._phone_lookups = KeyedLimiter[int](
+            PHONE_LOOKUPS_PER_HOUR / 3600.0, PHONE_LOOKUPS_PER_HOUR, what="lookups by phone number"
+        )
 
     async def view(self, account: Account, viewer: UserId) -> wire.Json:
         """A user as ``viewer`` may see them: the phone only if the owner's setting allows."""
@@ -51,6 +59,7 @@ class UserService:
         peer = p.peer.strip()
         found: Account | None
         if peer.startswith("+"):
+            self._phone_lookups.check(caller.user_id, self.deps.clock.now())
             try:
                 phone = parse_phone(peer)
             except SamizdatError:
