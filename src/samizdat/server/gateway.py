@@ -94,8 +94,8 @@ class Gateway:
             if conn.registered:
                 log.info("device disconnected", extra={"device_id": conn.device_id})
             self.hub.unregister(conn)
-            for task in tasks:
-                task.cancel()
+            # In-flight requests are left to finish (at most max_inflight of them): a send
+            # that commits must also be pushed, even if its sender has gone.
             if not pump.done():
                 conn.close_soon(1000, "bye")
                 with contextlib.suppress(Exception):
