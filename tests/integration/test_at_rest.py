@@ -343,3 +343,5 @@ async def test_the_server_log_holds_no_text_number_code_or_token(server: ServerP
     assert not leaked, f"the log holds {leaked}"
     code = str(LOG_DIGIT) * 5
     assert not re.search(rf"(?<![0-9]){code}(?![0-9])", written), "the log holds a login code"
+    # Client addresses: uvicorn's per-connection lines ("127.0.0.1:54321 - ...") are not kept.
+    assert not re.search(r"127\.0\.0\.1:\d+ - ", written), "the log holds a client address"
