@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from samizdat.bus.events import BusEvent, ChatChanged
 from samizdat.bus.ports import Bus
-from samizdat.core.ids import DeviceId, SnowflakeGenerator, UserId
+from samizdat.core.ids import ChatId, DeviceId, SnowflakeGenerator, UserId
+from samizdat.core.model import Membership
+from samizdat.core.rules import require_member
 from samizdat.server.clock import Clock
 from samizdat.server.directory import ChatDirectory
 from samizdat.server.metrics import Metrics
@@ -44,6 +46,10 @@ class Deps:
 
     async def publish(self, event: BusEvent) -> None:
         await self.bus.publish(event)
+
+    async def membership(self, caller: Caller, chat_id: int) -> Membership:
+        """The chat and its members, if the caller is one (CHAT_NOT_FOUND otherwise)."""
+        return require_member(await self.chats.get(ChatId(chat_id)), caller.user_id)
 
     async def chat_changed(self, chat_id: int) -> None:
         self.chats.invalidate(chat_id)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from samizdat.core import rules
 from samizdat.core.ids import ChatId, UserId
 from samizdat.core.model import Chat, Membership
@@ -28,15 +32,28 @@ class ChatService:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    async def membership(self, caller: Caller, chat_id: int) -> Membership:
-        return rules.require_member(await self.deps.chats.get(ChatId(chat_id)), caller.user_id)
-
     async def _require_users(self, user_ids: list[UserId]) -> None:
         missing = set(user_ids) - await self.deps.store.existing_user_ids(user_ids)
         if missing:
             raise NotFound(
                 f"{len(missing)} of those users do not exist", code=ErrorCode.USER_NOT_FOUND
             )
+
+    async def _change(
+        self,
+        chat_id: ChatId,
+        write: Callable[[AsyncConnection], Awaitable[None]],
+        notify: Iterable[UserId],
+        *,
+        also: Sequence[tuple[UserId, UpdateRef]] = (),
+    ) -> Chat:
+        """One change to a chat: ``write`` it, tell ``notify`` (chat_updated) and ``also``
+        in the same transaction, then refresh caches and push; returns the chat as it now is."""
+        ref = UpdateRef(UpdateKind.CHAT_UPDATED, chat_id)
+        async with self.deps.store.write() as conn:
+            await write(conn)
+            deliveries = await append_updates(conn, [*also, *fan_out(notify, ref)])
+        return await self._announce(chat_id, deliveries)
 
     async def _announce(self, chat_id: ChatId, deliveries: list[Delivery]) -> Chat:
         """Refresh the cache, tell other nodes, push the new chat state; return it."""
@@ -73,14 +90,14 @@ class ChatService:
                 chat_id = await store.private_chat_id(pair)
                 if chat_id is None:
                     raise
-        membership = await self.membership(caller, chat_id)
+        membership = await self.deps.membership(caller, chat_id)
         return wire.chat(membership.chat, caller.user_id)
 
     async def get(self, caller: Caller, p: ChatIdParams) -> wire.Json:
-        return wire.chat((await self.membership(caller, p.chat_id)).chat, caller.user_id)
+        return wire.chat((await self.deps.membership(caller, p.chat_id)).chat, caller.user_id)
 
     async def members(self, caller: Caller, p: MembersParams) -> wire.Json:
-        membership = await self.membership(caller, p.chat_id)
+        membership = await self.deps.membership(caller, p.chat_id)
         page = await self.deps.store.member_page(membership.chat.id, p.offset, p.limit)
         return {"user_ids": page, "total": len(membership.members)}
 
@@ -99,77 +116,69 @@ class ChatService:
         )
         everyone = [caller.user_id, *invited]
         store = self.deps.store
-        async with store.write() as conn:
-            await store.insert_chat(conn, chat, everyone, now)
-            deliveries = await append_updates(
-                conn, fan_out(everyone, UpdateRef(UpdateKind.CHAT_UPDATED, chat.id))
-            )
-        return wire.chat(await self._announce(chat.id, deliveries), caller.user_id)
+        changed = await self._change(
+            chat.id, lambda conn: store.insert_chat(conn, chat, everyone, now), everyone
+        )
+        return wire.chat(changed, caller.user_id)
 
     async def add(self, caller: Caller, p: AddMembersParams) -> wire.Json:
-        membership = await self.membership(caller, p.chat_id)
+        membership = await self.deps.membership(caller, p.chat_id)
         rules.require_admin(membership.chat, caller.user_id)
         fresh = rules.members_to_add(membership, [UserId(u) for u in p.user_ids])
         await self._require_users(fresh)
         store = self.deps.store
         chat_id = membership.chat.id
-        async with store.write() as conn:
-            await store.insert_members(conn, chat_id, fresh, frozenset(), self.deps.clock.now())
-            everyone = [*membership.members, *fresh]
-            deliveries = await append_updates(
-                conn, fan_out(everyone, UpdateRef(UpdateKind.CHAT_UPDATED, chat_id))
-            )
-        return wire.chat(await self._announce(chat_id, deliveries), caller.user_id)
+        now = self.deps.clock.now()
+        changed = await self._change(
+            chat_id,
+            lambda conn: store.insert_members(conn, chat_id, fresh, frozenset(), now),
+            [*membership.members, *fresh],
+        )
+        return wire.chat(changed, caller.user_id)
 
     async def _drop_member(self, membership: Membership, user: UserId) -> Chat:
         store = self.deps.store
         chat_id = membership.chat.id
-        rest = [u for u in membership.members if u != user]
-        async with store.write() as conn:
-            await store.delete_member(conn, chat_id, user)
-            deliveries = await append_updates(
-                conn,
-                [
-                    (user, UpdateRef(UpdateKind.CHAT_LEFT, chat_id)),
-                    *fan_out(rest, UpdateRef(UpdateKind.CHAT_UPDATED, chat_id)),
-                ],
-            )
-        return await self._announce(chat_id, deliveries)
+        return await self._change(
+            chat_id,
+            lambda conn: store.delete_member(conn, chat_id, user),
+            [u for u in membership.members if u != user],
+            also=[(user, UpdateRef(UpdateKind.CHAT_LEFT, chat_id))],
+        )
 
     async def remove(self, caller: Caller, p: RemoveMemberParams) -> wire.Json:
-        membership = await self.membership(caller, p.chat_id)
+        membership = await self.deps.membership(caller, p.chat_id)
         rules.check_removal(membership, caller.user_id, UserId(p.user_id))
         return wire.chat(await self._drop_member(membership, UserId(p.user_id)), caller.user_id)
 
     async def leave(self, caller: Caller, p: ChatIdParams) -> wire.Json:
-        membership = await self.membership(caller, p.chat_id)
+        membership = await self.deps.membership(caller, p.chat_id)
         rules.check_leave(membership)
         await self._drop_member(membership, caller.user_id)
         return {"ok": True}
 
     async def rename(self, caller: Caller, p: RenameParams) -> wire.Json:
-        membership = await self.membership(caller, p.chat_id)
+        membership = await self.deps.membership(caller, p.chat_id)
         rules.require_admin(membership.chat, caller.user_id)
         store = self.deps.store
-        async with store.write() as conn:
-            await store.rename_chat(conn, membership.chat.id, p.title)
-            deliveries = await append_updates(
-                conn,
-                fan_out(membership.members, UpdateRef(UpdateKind.CHAT_UPDATED, membership.chat.id)),
-            )
-        return wire.chat(await self._announce(membership.chat.id, deliveries), caller.user_id)
+        chat_id = membership.chat.id
+        changed = await self._change(
+            chat_id, lambda conn: store.rename_chat(conn, chat_id, p.title), membership.members
+        )
+        return wire.chat(changed, caller.user_id)
 
     async def set_admin(self, caller: Caller, p: SetAdminParams) -> wire.Json:
-        membership = await self.membership(caller, p.chat_id)
+        membership = await self.deps.membership(caller, p.chat_id)
         rules.check_admin_change(membership, caller.user_id, UserId(p.user_id))
         store = self.deps.store
-        async with store.write() as conn:
-            await store.set_admin(conn, membership.chat.id, UserId(p.user_id), p.admin)
-            deliveries = await append_updates(
-                conn,
-                fan_out(membership.members, UpdateRef(UpdateKind.CHAT_UPDATED, membership.chat.id)),
-            )
-        return wire.chat(await self._announce(membership.chat.id, deliveries), caller.user_id)
+        chat_id = membership.chat.id
+        target = UserId(p.user_id)
+        changed = await self._change(
+            chat_id,
+            lambda conn: store.set_admin(conn, chat_id, target, p.admin),
+            membership.members,
+        )
+        return wire.chat(changed, caller.user_id)
 
 
 __all__ = ["ChatService"]

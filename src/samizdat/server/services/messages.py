@@ -55,9 +55,6 @@ class MessageService:
         self.deps = deps
         self._typing: dict[tuple[UserId, ChatId], float] = {}
 
-    async def _membership(self, caller: Caller, chat_id: int) -> Membership:
-        return rules.require_member(await self.deps.chats.get(ChatId(chat_id)), caller.user_id)
-
     async def _store(self, caller: Caller, membership: Membership, msg: Message) -> SendOutcome:
         started = time.perf_counter()
         # The gateway lets requests finish when their socket drops, so a message that gets
@@ -78,7 +75,7 @@ class MessageService:
         return outcome
 
     async def send(self, caller: Caller, p: SendMessageParams) -> wire.Json:
-        membership = await self._membership(caller, p.chat_id)
+        membership = await self.deps.membership(caller, p.chat_id)
         text = rules.validate_text(p.text)
         if p.reply_to_id is not None:
             await self._existing(membership.chat.id, [MessageId(p.reply_to_id)])
@@ -101,8 +98,8 @@ class MessageService:
         return found
 
     async def forward(self, caller: Caller, p: ForwardParams) -> wire.Json:
-        source = await self._membership(caller, p.from_chat_id)
-        target = await self._membership(caller, p.to_chat_id)
+        source = await self.deps.membership(caller, p.from_chat_id)
+        target = await self.deps.membership(caller, p.to_chat_id)
         originals = await self._existing(source.chat.id, [MessageId(i) for i in p.message_ids])
         now = self.deps.clock.now()
         drafts = []
@@ -127,7 +124,7 @@ class MessageService:
         }
 
     async def edit(self, caller: Caller, p: EditParams) -> wire.Json:
-        membership = await self._membership(caller, p.chat_id)
+        membership = await self.deps.membership(caller, p.chat_id)
         text = rules.validate_text(p.text)
         store = self.deps.store
         message_id = MessageId(p.message_id)
@@ -153,7 +150,7 @@ class MessageService:
         return {"message": wire.message(edited), "seq": _own_seq(deliveries, caller.user_id) or 0}
 
     async def delete(self, caller: Caller, p: DeleteParams) -> wire.Json:
-        membership = await self._membership(caller, p.chat_id)
+        membership = await self.deps.membership(caller, p.chat_id)
         chat = membership.chat
         ids = [MessageId(i) for i in dict.fromkeys(p.message_ids)]
         found = await self._existing(chat.id, ids)
@@ -181,7 +178,7 @@ class MessageService:
         return {"seq": _own_seq(deliveries, caller.user_id) or 0}
 
     async def react(self, caller: Caller, p: ReactParams) -> wire.Json:
-        membership = await self._membership(caller, p.chat_id)
+        membership = await self.deps.membership(caller, p.chat_id)
         message_id = MessageId(p.message_id)
         await self._existing(membership.chat.id, [message_id])
         store = self.deps.store
@@ -206,7 +203,7 @@ class MessageService:
         return {"seq": _own_seq(deliveries, caller.user_id)}
 
     async def read(self, caller: Caller, p: ReadParams) -> wire.Json:
-        membership = await self._membership(caller, p.chat_id)
+        membership = await self.deps.membership(caller, p.chat_id)
         chat_id = membership.chat.id
         store = self.deps.store
         async with store.write() as conn:
@@ -229,7 +226,7 @@ class MessageService:
     async def typing(self, caller: Caller, p: ChatIdParams) -> wire.Json:
         """Pushed at most once per ``_TYPING_INTERVAL`` per user and chat, and not at all in
         very large groups: otherwise one cheap request fans out to thousands of sockets."""
-        membership = await self._membership(caller, p.chat_id)
+        membership = await self.deps.membership(caller, p.chat_id)
         key = (caller.user_id, membership.chat.id)
         now = self.deps.clock.now()
         if now - self._typing.get(key, 0.0) < _TYPING_INTERVAL:
@@ -247,7 +244,7 @@ class MessageService:
         return {"ok": True}
 
     async def history(self, caller: Caller, p: HistoryParams) -> wire.Json:
-        membership = await self._membership(caller, p.chat_id)
+        membership = await self.deps.membership(caller, p.chat_id)
         before = MessageId(p.before_id) if p.before_id else None
         found = await self.deps.store.history(caller.user_id, membership.chat.id, before, p.limit)
         return {"messages": [wire.message(m) for m in found]}
