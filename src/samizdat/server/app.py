@@ -49,7 +49,7 @@ def create_app(
         metrics,
         ChatDirectory(store),
     )
-    store.on_batch = metrics.batch_size.observe
+    store.commits.on_batch = metrics.batch_size.observe
     auth = AuthService(deps, issuer)
     dispatcher = Dispatcher(deps, auth)
     hub = Hub(metrics, deps.chats.invalidate)

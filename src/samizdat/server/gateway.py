@@ -24,12 +24,12 @@ from samizdat.protocol.errors import (
     SamizdatError,
 )
 from samizdat.protocol.frames import Request, decode_request, encode_error, encode_result
-from samizdat.protocol.methods import AuthorizeParams, Empty, Method
+from samizdat.protocol.methods import AuthorizeParams, Method
 from samizdat.protocol.session import ConnEvent, ConnState
+from samizdat.server import wire
 from samizdat.server.deps import Anonymous, Caller
 from samizdat.server.hub import Close, Connection, Hub, SendText
 from samizdat.server.rpc import Dispatcher
-from samizdat.server.services.users import UserService
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,6 @@ class Gateway:
         self.dispatcher = dispatcher
         self.hub = hub
         self.limits = dispatcher.deps.settings.limits
-        self._users = UserService(dispatcher.deps)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A plain ASGI WebSocket app, mounted ahead of the HTTP framework so frames skip
@@ -177,8 +176,11 @@ class Gateway:
         )
         try:
             await self.dispatcher.auth.on_connect(caller)
-            me = await self._users.me(caller, Empty())
-            seq = await self.dispatcher.deps.store.current_seq(caller.user_id)
+            profile = await self.dispatcher.deps.store.own_profile(caller.user_id)
+            if profile is None:
+                raise AuthError("this account no longer exists; sign in again")
+            account, phone, seq = profile
+            me = wire.user(account, phone=phone, own=True)
         except Exception as exc:
             # Registered but unusable: close, so the client reconnects rather than waits.
             conn.close_soon(1011, "authorisation failed; reconnect")

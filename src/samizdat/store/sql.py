@@ -12,14 +12,11 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from samizdat.core.ids import ChatId, DeviceId, MessageId, UserId
@@ -34,10 +31,11 @@ from samizdat.store.batch import (
     SendOutcome,
     append_updates,
     build_messages_sync,
-    commit_sends_sync,
     fan_out,
 )
+from samizdat.store.database import Database, StoreConflict
 from samizdat.store.engine import Engines
+from samizdat.store.group_commit import GroupCommit
 from samizdat.store.tables import (
     chats,
     contacts,
@@ -59,170 +57,54 @@ _TOUCH_DEVICE = (
 _T = TypeVar("_T")
 
 
-@dataclass(slots=True)
-class _PendingSend:
-    message: Message
-    recipients: frozenset[UserId]
-    future: asyncio.Future[SendOutcome] = field(repr=False)
-
-
-class StoreConflict(Conflict):
-    """A write broke a uniqueness rule: someone else made the same change first."""
-
-
 class SqlStore:
     """One DC's database. Construct, ``await start()``, and ``await close()`` when done."""
 
     def __init__(self, engines: Engines, keyring: Keyring, *, max_batch: int = 1024) -> None:
         self.engines = engines
         self.keyring = keyring
-        self.max_batch = max_batch
-        self._write_lock = asyncio.Lock()
-        self._sends: asyncio.Queue[_PendingSend] = asyncio.Queue()
-        self._writer_task: asyncio.Task[None] | None = None
-        self._checkpoint_task: asyncio.Task[None] | None = None
+        self.db = Database(engines)
+        self.commits = GroupCommit(self.db, keyring, max_batch=max_batch)
+        self.write = self.db.write
+        self._read = self.db.read
+        self._housekeeping_task: asyncio.Task[None] | None = None
         self._seen: dict[DeviceId, float] = {}
-        self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
-        self.batches_committed = 0
-        #: Called with the number of sends in each group commit (the app wires a metric here).
-        self.on_batch: Callable[[int], None] | None = None
 
     async def start(self) -> None:
-        self._writer_task = asyncio.create_task(self._send_writer(), name="group-commit")
-        self._checkpoint_task = asyncio.create_task(self._housekeeping(), name="housekeeping")
+        self.commits.start()
+        self._housekeeping_task = asyncio.create_task(self._housekeeping(), name="housekeeping")
 
     async def _housekeeping(self, interval: float = 1.0) -> None:
         """Every second: write last-seen times, and checkpoint SQLite's WAL off the loop."""
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(interval)
             try:
                 await self.flush_seen()
-                if self.engines.checkpointer is not None:
-                    await loop.run_in_executor(self._writer_thread, self.engines.checkpoint)
+                await self.db.checkpoint()
             except (SQLAlchemyError, Unavailable) as exc:
                 log.warning("housekeeping failed", extra={"error": type(exc).__name__})
 
     async def close(self) -> None:
-        for task in (self._writer_task, self._checkpoint_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await self.commits.stop()
+        if self._housekeeping_task is not None:
+            self._housekeeping_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping_task
         with contextlib.suppress(Unavailable):
             await self.flush_seen()
-        await self.engines.dispose()
-        self._writer_thread.shutdown(wait=True)
+        await self.db.close()
 
     async def ping(self) -> None:
         async with self._read() as conn:
             await conn.execute(select(1))
 
-    # --- transactions --------------------------------------------------------------------
-    @contextlib.asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """One write transaction, serialised with group commits on this node."""
-        async with self._write_lock:
-            try:
-                async with self.engines.writer.begin() as conn:
-                    yield conn
-            except IntegrityError as exc:
-                raise StoreConflict(
-                    "that conflicts with a change made at the same moment; try again",
-                    code=ErrorCode.CHAT_INVALID,
-                ) from exc
-            except SQLAlchemyError as exc:
-                log.error("storage write failed", extra={"error": type(exc).__name__})
-                raise Unavailable("storage is temporarily unavailable") from exc
-
-    @contextlib.asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self.engines.reader.connect() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            log.error("storage read failed", extra={"error": type(exc).__name__})
-            raise Unavailable("storage is temporarily unavailable") from exc
-
-    # --- group commit of sends -----------------------------------------------------------
     async def send(self, message: Message, recipients: frozenset[UserId]) -> SendOutcome:
         """Store a message durably and number its updates; returns after the commit.
 
         A message whose (sender, random_id) already exists is not stored again: the original
         comes back with ``duplicate=True``.
         """
-        future: asyncio.Future[SendOutcome] = asyncio.get_running_loop().create_future()
-        self._sends.put_nowait(_PendingSend(message, recipients, future))
-        return await future
-
-    async def _send_writer(self) -> None:
-        while True:
-            batch = [await self._sends.get()]
-            while len(batch) < self.max_batch and not self._sends.empty():
-                batch.append(self._sends.get_nowait())
-            try:
-                await self._commit_sends(batch)
-            except Unavailable:  # the database is down: every item would fail the same way
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(
-                            Unavailable("storage is temporarily unavailable; retry the send")
-                        )
-            except Exception as exc:
-                # One bad item (a constraint, bad data) must not sink the others.
-                log.warning(
-                    "group commit failed; retrying one by one", extra={"error": type(exc).__name__}
-                )
-                for item in batch:
-                    if item.future.done():
-                        continue
-                    try:
-                        await self._commit_sends([item])
-                    except Exception as single_exc:
-                        if not item.future.done():
-                            item.future.set_exception(
-                                Unavailable("message could not be stored; retry the send")
-                            )
-                        log.error("send failed", extra={"error": type(single_exc).__name__})
-
-    async def _commit_sends(self, batch: list[_PendingSend]) -> None:
-        drafts = [(p.message, p.recipients) for p in batch]
-        keyring = self.keyring
-        outcomes = await self._run_write(lambda conn: commit_sends_sync(conn, keyring, drafts))
-        for item, outcome in zip(batch, outcomes, strict=True):
-            if not item.future.done():
-                item.future.set_result(outcome)
-        self.batches_committed += 1
-        if self.on_batch is not None:
-            with contextlib.suppress(Exception):
-                self.on_batch(len(batch))
-
-    async def _run_write(self, work: Callable[[Connection], _T]) -> _T:
-        """Run ``work`` in one write transaction, serialised with every other write here.
-
-        SQLite with ``synchronous=NORMAL``: right here on the event loop, because the commit is
-        a write to the WAL that never waits for the disk, and a thread hop would cost more
-        than the batch (measured in bench/). SQLite with FULL: in the writer thread, since
-        each commit fsyncs. PostgreSQL: through ``run_sync`` on asyncpg.
-        """
-        async with self._write_lock:
-            try:
-                sync_writer = self.engines.sync_writer
-                if sync_writer is not None:
-
-                    def transaction() -> _T:
-                        with sync_writer.begin() as conn:
-                            return work(conn)
-
-                    if self.engines.inline_commits:
-                        return transaction()
-                    loop = asyncio.get_running_loop()
-                    return await loop.run_in_executor(self._writer_thread, transaction)
-                async with self.engines.writer.begin() as conn:
-                    return await conn.run_sync(work)
-            except SQLAlchemyError as exc:
-                log.error("storage write failed", extra={"error": type(exc).__name__})
-                raise Unavailable("storage is temporarily unavailable") from exc
+        return await self.commits.send(message, recipients)
 
     # --- login codes ---------------------------------------------------------------------
     async def claim_code_attempt(
@@ -305,6 +187,22 @@ class SqlStore:
                 await conn.execute(select(users.c.phone_sealed).where(users.c.id == user_id))
             ).scalar()
         return self.keyring.open_phone(user_id, sealed) if sealed is not None else None
+
+    async def own_profile(self, user_id: UserId) -> tuple[Account, str, int] | None:
+        """A user's account, phone number and newest update number, in one query (what a
+        device needs when it connects)."""
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    select(users, update_seqs.c.seq)
+                    .join(update_seqs, update_seqs.c.user_id == users.c.id)
+                    .where(users.c.id == user_id)
+                )
+            ).first()
+        if row is None:
+            return None
+        phone = self.keyring.open_phone(user_id, row.phone_sealed)
+        return rows.account(row._mapping), phone, int(row.seq)
 
     async def create_user(self, conn: AsyncConnection, account: Account, e164: str) -> None:
         await conn.execute(
@@ -410,7 +308,7 @@ class SqlStore:
             return
         seen, self._seen = self._seen, {}
         values = [{"d": d, "t": t} for d, t in seen.items()]
-        await self._run_write(lambda conn: conn.execute(_TOUCH_DEVICE, values))
+        await self.db.run_write(lambda conn: conn.execute(_TOUCH_DEVICE, values))
 
     async def list_devices_by_id(self, device_ids: Sequence[DeviceId]) -> list[Device]:
         async with self._read() as conn:
