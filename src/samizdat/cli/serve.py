@@ -51,8 +51,9 @@ def serve(
             "times, e.g. +999661234567 -> 11111"
         )
         err.print(
-            f"next: [cyan]samizdat --profile /tmp/alice login --server {url} --phone +999661000001 "
-            "--code 11111[/cyan]"
+            "next, in another terminal ([cyan]. .venv/bin/activate[/cyan] first if you used "
+            f"make run):\n  [cyan]samizdat --profile /tmp/alice login --server {url} "
+            "--phone +999661000001 --code 11111 --name Alice[/cyan]"
         )
     uvloop.run(run_server(settings))
 
