@@ -138,3 +138,21 @@ async def test_a_socket_that_never_authorises_is_closed(tmp_path) -> None:  # ty
             assert sock.ws.close_code == 4003
     finally:
         server.cleanup()
+
+
+async def test_a_removed_member_catching_up_learns_nothing_written_after_removal(
+    alice: Client, bob: Client
+) -> None:
+    assert bob.me is not None
+    group = await alice.create_group("closing ranks", [bob.me.id])
+    since = (await bob.call("updates.state"))["seq"]
+    sent = await alice.send_message(group.id, "before")
+    await alice.remove_member(group.id, bob.me.id)
+    await alice.edit_message(group.id, sent.id, "after removal")
+    await alice.call("groups.rename", chat_id=group.id, title="new secret title")
+    difference = await bob.call("updates.difference", since=since)
+    text = orjson.dumps(difference).decode()
+    assert "after removal" not in text
+    assert "new secret title" not in text
+    kinds = [u["update"]["type"] for u in difference["updates"]]
+    assert kinds == ["new_message", "chat_left"]

@@ -684,6 +684,19 @@ class SqlStore:
             )
             return [Delivery(user_id, r["seq"], rows.update_ref(r)) for r in result.mappings()]
 
+    async def member_chat_ids(self, user_id: UserId, chat_ids: Iterable[ChatId]) -> set[ChatId]:
+        """Which of ``chat_ids`` the user is a member of now."""
+        wanted = list(set(chat_ids))
+        if not wanted:
+            return set()
+        async with self._read() as conn:
+            result = await conn.execute(
+                select(members.c.chat_id).where(
+                    members.c.user_id == user_id, members.c.chat_id.in_(wanted)
+                )
+            )
+            return {ChatId(r.chat_id) for r in result}
+
     async def chats_by_id(self, chat_ids: Iterable[ChatId]) -> dict[ChatId, Chat]:
         found: dict[ChatId, Chat] = {}
         for chat_id in set(chat_ids):

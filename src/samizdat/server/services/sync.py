@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from samizdat.core.updates import UpdateKind
 from samizdat.protocol.methods import DifferenceParams, Empty
 from samizdat.server import wire
@@ -25,7 +27,9 @@ class SyncService:
         """Every update after ``since`` in order, with messages as they are now.
 
         An update whose message was deleted for everyone still comes back, with the text gone,
-        so numbering stays gap-free and nothing deleted is resurrected.
+        so numbering stays gap-free and nothing deleted is resurrected. In a chat the caller
+        has since left, messages come back without text and chat states as ``chat_left``:
+        a former member learns nothing of what was written or changed after they left.
         """
         store = self.deps.store
         current = await store.current_seq(caller.user_id)
@@ -34,6 +38,11 @@ class SyncService:
         messages = await store.messages_by_id(message_ids)
         chat_ids = [d.ref.chat_id for d in found if d.ref.kind is UpdateKind.CHAT_UPDATED]
         chats = await store.chats_by_id(chat_ids)
+        still_in = await store.member_chat_ids(caller.user_id, {d.ref.chat_id for d in found})
+        for message_id, message in list(messages.items()):
+            if message.chat_id not in still_in:
+                messages[message_id] = replace(message, text=None, reactions={})
+        chats = {c: chat for c, chat in chats.items() if c in still_in}
         out: list[wire.Json] = []
         size = 0
         last = p.since
