@@ -28,8 +28,10 @@ class SyncService:
 
         An update whose message was deleted for everyone still comes back, with the text gone,
         so numbering stays gap-free and nothing deleted is resurrected. In a chat the caller
-        has since left, messages come back without text and chat states as ``chat_left``:
-        a former member learns nothing of what was written or changed after they left.
+        has since left, a message that was edited comes back without text (the edit may be
+        from after they left; the store keeps no edit history to tell), reactions are not
+        shown, and chat states come back as ``chat_left``: a former member learns nothing of
+        what was written or changed after they left, and keeps what they were sent.
         """
         store = self.deps.store
         current = await store.current_seq(caller.user_id)
@@ -41,7 +43,8 @@ class SyncService:
         still_in = await store.member_chat_ids(caller.user_id, {d.ref.chat_id for d in found})
         for message_id, message in list(messages.items()):
             if message.chat_id not in still_in:
-                messages[message_id] = replace(message, text=None, reactions={})
+                text = None if message.edit_date is not None else message.text
+                messages[message_id] = replace(message, text=text, reactions={})
         chats = {c: chat for c, chat in chats.items() if c in still_in}
         out: list[wire.Json] = []
         size = 0
