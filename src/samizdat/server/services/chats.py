@@ -51,8 +51,11 @@ class ChatService:
         in the same transaction, then refresh caches and push; returns the chat as it now is."""
         ref = UpdateRef(UpdateKind.CHAT_UPDATED, chat_id)
         async with self.deps.store.write() as conn:
-            await write(conn)
+            # Update counters first, the chat second: the same lock order as the group commit
+            # (which bumps counters, then moves the chat's last message), so two nodes writing
+            # to one chat on PostgreSQL cannot deadlock.
             deliveries = await append_updates(conn, [*also, *fan_out(notify, ref)])
+            await write(conn)
         return await self._announce(chat_id, deliveries)
 
     async def _announce(self, chat_id: ChatId, deliveries: list[Delivery]) -> Chat:
