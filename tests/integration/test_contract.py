@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from samizdat.client import Client
+from samizdat.crypto.e2ee import DeviceCrypto
 from samizdat.protocol.methods import METHODS
 from tests.harness import ServerProcess, new_test_phone, second_device, signed_in
-from tests.raw_socket import RawSocket, token_of
+from tests.raw_socket import RawSocket, device_id_of, token_of
 
 
 async def test_every_method_returns_what_its_result_model_declares(
@@ -80,6 +81,14 @@ async def test_every_method_returns_what_its_result_model_declares(
             for_everyone=True,
         )
         await check(bob, "groups.leave", chat_id=group["id"])
+        crypto = DeviceCrypto.create()
+        upload = crypto.device_keys_upload(bob.me.id, device_id_of(bob))
+        upload["one_time_keys"] = crypto.new_one_time_keys(1)
+        upload["fallback_key"] = crypto.new_fallback_key()
+        await check(bob, "keys.upload", **upload)
+        await check(bob, "keys.count")
+        await check(alice, "keys.query", user_ids=[bob.me.id])
+        await check(alice, "keys.claim", device_ids=[device_id_of(bob)])
         await check(alice, "devices.revoke_others")
         assert token_of(extra_device)
         other = await signed_in(server.url, "Dave")

@@ -34,6 +34,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from samizdat.client.events import AnyUpdate
 from samizdat.client.profile import Profile, Session
+from samizdat.crypto.e2ee import DeviceCrypto
 from samizdat.protocol.errors import (
     WS_CLOSE_REVOKED,
     AuthError,
@@ -496,6 +497,43 @@ class Client:
             params["before_id"] = before_id
         result = await self.call("messages.history", **params)
         return [Message.model_validate(m) for m in result["messages"]]
+
+    # --- end-to-end keys -----------------------------------------------------------------
+    async def upload_keys(self, crypto: DeviceCrypto, one_time_keys: int = 50) -> int:
+        """Publish this device's signed identity keys, one-time keys and a fallback key;
+        returns how many one-time keys the server now holds."""
+        if self.session is None:
+            raise Unavailable("sign in before publishing keys")
+        params = crypto.device_keys_upload(self.session.user_id, self.session.device_id)
+        params["one_time_keys"] = crypto.new_one_time_keys(one_time_keys)
+        params["fallback_key"] = crypto.new_fallback_key()
+        return int((await self.call("keys.upload", **params))["one_time_key_count"])
+
+    async def ensure_one_time_keys(
+        self, crypto: DeviceCrypto, *, threshold: int = 20, target: int = 50
+    ) -> int:
+        """Top up one-time keys when the server holds fewer than ``threshold``; returns how
+        many were uploaded."""
+        if self.session is None:
+            raise Unavailable("sign in before publishing keys")
+        held = int((await self.call("keys.count"))["one_time_key_count"])
+        if held >= threshold:
+            return 0
+        missing = target - held
+        params = crypto.device_keys_upload(self.session.user_id, self.session.device_id)
+        params["one_time_keys"] = crypto.new_one_time_keys(missing)
+        await self.call("keys.upload", **params)
+        return missing
+
+    async def query_keys(self, user_ids: list[int]) -> list[dict[str, Any]]:
+        devices: list[dict[str, Any]] = (await self.call("keys.query", user_ids=user_ids))[
+            "devices"
+        ]
+        return devices
+
+    async def claim_keys(self, device_ids: list[int]) -> list[dict[str, Any]]:
+        keys: list[dict[str, Any]] = (await self.call("keys.claim", device_ids=device_ids))["keys"]
+        return keys
 
 
 __all__ = ["Client", "ws_url"]

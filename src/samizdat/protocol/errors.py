@@ -10,7 +10,8 @@
      ├── PermissionDenied         NOT_MEMBER, NOT_ADMIN, NOT_AUTHOR
      ├── NotFound                 USER_NOT_FOUND, CHAT_NOT_FOUND, MESSAGE_NOT_FOUND,
      │                            DEVICE_NOT_FOUND
-     ├── Conflict                 USERNAME_TAKEN, USERNAME_INVALID, TEXT_INVALID, CHAT_INVALID
+     ├── Conflict                 USERNAME_TAKEN, USERNAME_INVALID, TEXT_INVALID, CHAT_INVALID,
+     │                            KEYS_INVALID
      ├── RateLimited              FLOOD_WAIT (carries retry_after seconds)
      ├── Unavailable              UNAVAILABLE: a dependency (store, DC key) cannot serve now
      └── InternalError            INTERNAL: anything unexpected; details only in the log
@@ -48,6 +49,7 @@ class ErrorCode(StrEnum):
     USERNAME_INVALID = "USERNAME_INVALID"
     TEXT_INVALID = "TEXT_INVALID"
     CHAT_INVALID = "CHAT_INVALID"
+    KEYS_INVALID = "KEYS_INVALID"
     FLOOD_WAIT = "FLOOD_WAIT"
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
@@ -144,6 +146,7 @@ _CLASS_BY_CODE: dict[ErrorCode, type[SamizdatError]] = {
     ErrorCode.USERNAME_INVALID: Conflict,
     ErrorCode.TEXT_INVALID: Conflict,
     ErrorCode.CHAT_INVALID: Conflict,
+    ErrorCode.KEYS_INVALID: Conflict,
     ErrorCode.FLOOD_WAIT: RateLimited,
     ErrorCode.UNAVAILABLE: Unavailable,
     ErrorCode.INTERNAL: InternalError,
@@ -172,6 +175,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.USERNAME_INVALID: 400,
     ErrorCode.TEXT_INVALID: 400,
     ErrorCode.CHAT_INVALID: 400,
+    ErrorCode.KEYS_INVALID: 400,
     ErrorCode.FLOOD_WAIT: 429,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.INTERNAL: 500,

@@ -268,6 +268,68 @@ class DifferenceResult(Result):
     more: bool = Field(description="True when limit cut the list; ask again from the last seq")
 
 
+# --- end-to-end keys ----------------------------------------------------------------------
+MAX_ONE_TIME_KEYS_PER_UPLOAD = 100
+KeyText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+SignatureText = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+KeyId = Annotated[
+    str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9+/=_-]+$")
+]
+
+
+class SignedKey(Params):
+    key_id: KeyId
+    key: KeyText = Field(description="Curve25519 public key, unpadded base64")
+    signature: SignatureText = Field(description="Ed25519 signature by the device's signing key")
+
+
+class UploadKeysParams(Params):
+    identity_key: KeyText = Field(description="the device's Curve25519 key, unpadded base64")
+    signing_key: KeyText = Field(description="the device's Ed25519 key, unpadded base64")
+    signature: SignatureText = Field(description="signing_key's signature of the device keys")
+    one_time_keys: Annotated[list[SignedKey], Field(max_length=MAX_ONE_TIME_KEYS_PER_UPLOAD)] = (
+        Field(default_factory=list)
+    )
+    fallback_key: SignedKey | None = None
+
+
+class KeyCountResult(Result):
+    one_time_key_count: int
+    fallback_key: bool
+
+
+class QueryKeysParams(Params):
+    user_ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_BATCH_IDS)]
+
+
+class PublishedDeviceKeys(Result):
+    user_id: int
+    device_id: int
+    identity_key: str
+    signing_key: str
+    signature: str
+
+
+class QueryKeysResult(Result):
+    devices: list[PublishedDeviceKeys]
+
+
+class ClaimKeysParams(Params):
+    device_ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_BATCH_IDS)]
+
+
+class ClaimedKey(Result):
+    device_id: int
+    key_id: str
+    key: str
+    signature: str
+    fallback: bool
+
+
+class ClaimKeysResult(Result):
+    keys: list[ClaimedKey] = Field(description="One per device that has a key to give")
+
+
 @dataclass(frozen=True, slots=True)
 class Method:
     name: str
@@ -319,6 +381,10 @@ _ALL = [
     Method("messages.history", HistoryParams, HistoryResult, True, "Page back through a chat"),
     Method("dialogs.list", DialogsParams, DialogsResult, True, "Your chats, newest first"),
     Method("updates.state", Empty, StateResult, True, "Your newest update number"),
+    Method("keys.upload", UploadKeysParams, KeyCountResult, True, "Publish this device's keys"),
+    Method("keys.count", Empty, KeyCountResult, True, "How many one-time keys the server holds"),
+    Method("keys.query", QueryKeysParams, QueryKeysResult, True, "Users' devices and their keys"),
+    Method("keys.claim", ClaimKeysParams, ClaimKeysResult, True, "Take one key per device"),
     Method(
         "updates.difference",
         DifferenceParams,
@@ -338,6 +404,9 @@ __all__ = [
     "AuthorizeParams",
     "AuthorizeResult",
     "ChatIdParams",
+    "ClaimKeysParams",
+    "ClaimKeysResult",
+    "ClaimedKey",
     "ContactsResult",
     "CreateGroupParams",
     "DeleteParams",
@@ -352,12 +421,16 @@ __all__ = [
     "ForwardResult",
     "HistoryParams",
     "HistoryResult",
+    "KeyCountResult",
     "MembersParams",
     "MembersResult",
     "Method",
     "Ok",
     "OpenPrivateParams",
     "Params",
+    "PublishedDeviceKeys",
+    "QueryKeysParams",
+    "QueryKeysResult",
     "ReactParams",
     "ReadParams",
     "RemoveMemberParams",
@@ -375,7 +448,9 @@ __all__ = [
     "SetUsernameParams",
     "SignInParams",
     "SignInResult",
+    "SignedKey",
     "StateResult",
     "UpdateProfileParams",
+    "UploadKeysParams",
     "UserIdParams",
 ]

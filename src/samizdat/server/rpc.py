@@ -20,6 +20,7 @@ from samizdat.server import wire
 from samizdat.server.deps import Anonymous, Caller, Deps
 from samizdat.server.services.auth import AuthService
 from samizdat.server.services.chats import ChatService
+from samizdat.server.services.keys import KeyService
 from samizdat.server.services.messages import MessageService
 from samizdat.server.services.sync import SyncService
 from samizdat.server.services.users import UserService
@@ -44,6 +45,7 @@ class Dispatcher:
         chats = ChatService(deps)
         messages = MessageService(deps)
         sync = SyncService(deps)
+        keys = KeyService(deps)
         limits = deps.settings.limits
         self._limiter = KeyedLimiter[int](limits.requests_per_second, limits.request_burst)
         self._rate_limits = limits.rate_limits
@@ -79,6 +81,10 @@ class Dispatcher:
             "messages.typing": messages.typing,
             "messages.history": messages.history,
             "dialogs.list": messages.dialogs,
+            "keys.upload": keys.upload,
+            "keys.count": keys.count,
+            "keys.query": keys.query,
+            "keys.claim": keys.claim,
             "updates.state": sync.state,
             "updates.difference": sync.difference,
         }

@@ -36,6 +36,7 @@ from samizdat.store.batch import (
 from samizdat.store.database import Database, StoreConflict
 from samizdat.store.engine import Engines
 from samizdat.store.group_commit import GroupCommit
+from samizdat.store.keys import KeyStore
 from samizdat.store.tables import (
     chats,
     contacts,
@@ -65,6 +66,7 @@ class SqlStore:
         self.keyring = keyring
         self.db = Database(engines)
         self.commits = GroupCommit(self.db, keyring, max_batch=max_batch)
+        self.keys = KeyStore(self.db)
         self.write = self.db.write
         self._read = self.db.read
         self._housekeeping_task: asyncio.Task[None] | None = None

@@ -149,15 +149,48 @@ updates = Table(
     Column("for_everyone", Boolean, nullable=False),
 )
 
+device_keys = Table(
+    "device_keys",
+    metadata,
+    Column("device_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("user_id", BigInteger, nullable=False, index=True),
+    Column("identity_key", String(64), nullable=False),
+    Column("signing_key", String(64), nullable=False),
+    Column("signature", String(128), nullable=False),
+    Column("uploaded_at", Float, nullable=False),
+)
+
+one_time_keys = Table(
+    "one_time_keys",
+    metadata,
+    Column("device_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("key_id", String(32), primary_key=True),
+    Column("public_key", String(64), nullable=False),
+    Column("signature", String(128), nullable=False),
+)
+
+fallback_keys = Table(
+    "fallback_keys",
+    metadata,
+    Column("device_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("key_id", String(32), nullable=False),
+    Column("public_key", String(64), nullable=False),
+    Column("signature", String(128), nullable=False),
+    Column("used", Boolean, nullable=False),
+)
+
 __all__ = [
     "chats",
     "contacts",
+    "device_keys",
     "devices",
+    "fallback_keys",
     "hidden_messages",
     "login_codes",
     "members",
     "messages",
     "metadata",
+    "one_time_keys",
     "reactions",
     "update_seqs",
     "updates",
