@@ -43,6 +43,7 @@ from samizdat.protocol.errors import (
     SamizdatError,
     Unavailable,
 )
+from samizdat.protocol.methods import MAX_ONE_TIME_KEYS_PER_UPLOAD
 from samizdat.protocol.models import Chat, Device, Dialog, Message, Update, User, Wire
 from samizdat.protocol.session import (
     ClientSession,
@@ -516,14 +517,19 @@ class Client:
         many were uploaded."""
         if self.session is None:
             raise Unavailable("sign in before publishing keys")
+        if not 0 <= threshold <= target:
+            raise ValueError("need 0 <= threshold <= target")
         held = int((await self.call("keys.count"))["one_time_key_count"])
-        if held >= threshold:
-            return 0
-        missing = target - held
-        params = crypto.device_keys_upload(self.session.user_id, self.session.device_id)
-        params["one_time_keys"] = crypto.new_one_time_keys(missing)
-        await self.call("keys.upload", **params)
-        return missing
+        uploaded = 0
+        while held < threshold and held < target:
+            batch = min(target - held, MAX_ONE_TIME_KEYS_PER_UPLOAD)
+            params = crypto.device_keys_upload(self.session.user_id, self.session.device_id)
+            params["one_time_keys"] = crypto.new_one_time_keys(batch)
+            new_held = int((await self.call("keys.upload", **params))["one_time_key_count"])
+            uploaded += new_held - held
+            held = new_held
+            threshold = target  # once topping up, fill up to the target
+        return uploaded
 
     async def query_keys(self, user_ids: list[int]) -> list[dict[str, Any]]:
         devices: list[dict[str, Any]] = (await self.call("keys.query", user_ids=user_ids))[

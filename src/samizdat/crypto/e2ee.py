@@ -20,8 +20,8 @@ class DeviceCrypto:
         self.device_id = device_id
 
     @classmethod
-    def create(cls) -> DeviceCrypto:
-        return cls(vodozemac.Account())
+    def create(cls, device_id: int = 0) -> DeviceCrypto:
+        return cls(vodozemac.Account(), device_id)
 
     @property
     def identity_key(self) -> str:
@@ -59,6 +59,9 @@ class DeviceCrypto:
         return key
 
     def _signed(self, keys: dict[str, Any], *, fallback: bool) -> list[dict[str, str]]:
+        if not self.device_id:
+            # Signed for "device 0" the server would refuse them, and they would be wasted.
+            raise ValueError("call device_keys_upload (or set device_id) before making keys")
         out = []
         for key_id, public in keys.items():
             key = public.to_base64()

@@ -295,7 +295,7 @@ class UploadKeysParams(Params):
 
 class KeyCountResult(Result):
     one_time_key_count: int
-    fallback_key: bool
+    fallback_key: bool = Field(description="An unused fallback key is held (false: upload one)")
 
 
 class QueryKeysParams(Params):

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from samizdat.core.ids import DeviceId, UserId
 from samizdat.protocol.errors import Conflict, ErrorCode
-from samizdat.store.database import Database
+from samizdat.store.database import Database, StoreConflict
 from samizdat.store.tables import device_keys, devices, fallback_keys, one_time_keys
 
 _CLAIM_RETRIES = 5
@@ -82,6 +82,19 @@ class KeyStore:
         Raises KEYS_INVALID if the device already published other identity or signing keys,
         if a one-time key id is already held, or if the device would hold too many.
         """
+        try:
+            return await self._publish(published, one_time, fallback, now, max_one_time_keys)
+        except StoreConflict as exc:  # another node stored the same key id (or device) first
+            raise keys_invalid("a key with that id was published at the same moment") from exc
+
+    async def _publish(
+        self,
+        published: DeviceKeys,
+        one_time: Sequence[SignedKey],
+        fallback: SignedKey | None,
+        now: float,
+        max_one_time_keys: int,
+    ) -> tuple[int, bool]:
         device_id = published.device_id
         async with self.db.write() as conn:
             known = (
@@ -157,8 +170,12 @@ class KeyStore:
 
     @staticmethod
     async def _has_fallback(conn: AsyncConnection, device_id: DeviceId) -> bool:
+        """Whether the device has a fallback key nobody has been given yet (time to rotate
+        it once this turns false)."""
         result = await conn.execute(
-            select(fallback_keys.c.device_id).where(fallback_keys.c.device_id == device_id)
+            select(fallback_keys.c.device_id).where(
+                fallback_keys.c.device_id == device_id, fallback_keys.c.used.is_(False)
+            )
         )
         return result.first() is not None
 
