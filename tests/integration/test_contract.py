@@ -89,6 +89,13 @@ async def test_every_method_returns_what_its_result_model_declares(
         await check(bob, "keys.count")
         await check(alice, "keys.query", user_ids=[bob.me.id])
         await check(alice, "keys.claim", device_ids=[device_id_of(bob)])
+        relayed = await check(
+            alice,
+            "secret.send",
+            messages=[{"device_id": device_id_of(bob), "olm_type": 0, "ciphertext": "AAAA"}],
+        )
+        await check(bob, "secret.pending")
+        await check(bob, "secret.ack", ids=relayed["ids"])
         await check(alice, "devices.revoke_others")
         assert token_of(extra_device)
         other = await signed_in(server.url, "Dave")

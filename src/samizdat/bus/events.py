@@ -25,6 +25,14 @@ class Push:
 
 
 @dataclass(frozen=True, slots=True)
+class DevicePush:
+    """Deliver one ephemeral update body to specific devices (secret-message ciphertexts)."""
+
+    body: bytes
+    device_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class DevicesRevoked:
     device_ids: tuple[int, ...]
 
@@ -34,13 +42,15 @@ class ChatChanged:
     chat_id: int
 
 
-BusEvent = Push | DevicesRevoked | ChatChanged
+BusEvent = Push | DevicePush | DevicesRevoked | ChatChanged
 
 
 def encode(event: BusEvent) -> bytes:
     match event:
         case Push(body, targets, skip):
             return orjson.dumps({"t": "push", "b": body.decode(), "to": targets, "skip": skip})
+        case DevicePush(body, device_ids):
+            return orjson.dumps({"t": "device_push", "b": body.decode(), "ids": device_ids})
         case DevicesRevoked(ids):
             return orjson.dumps({"t": "revoked", "ids": ids})
         case ChatChanged(chat_id):
@@ -53,6 +63,8 @@ def decode(data: bytes) -> BusEvent:
         case "push":
             targets = tuple((int(u), None if s is None else int(s)) for u, s in obj["to"])
             return Push(obj["b"].encode(), targets, obj["skip"])
+        case "device_push":
+            return DevicePush(obj["b"].encode(), tuple(int(i) for i in obj["ids"]))
         case "revoked":
             return DevicesRevoked(tuple(int(i) for i in obj["ids"]))
         case "chat":
@@ -60,4 +72,4 @@ def decode(data: bytes) -> BusEvent:
     raise ValueError(f"unknown bus event type {obj.get('t')!r}")
 
 
-__all__ = ["BusEvent", "ChatChanged", "DevicesRevoked", "Push", "decode", "encode"]
+__all__ = ["BusEvent", "ChatChanged", "DevicePush", "DevicesRevoked", "Push", "decode", "encode"]

@@ -542,4 +542,18 @@ class Client:
         return keys
 
 
+    # --- secret-message relay ---------------------------------------------------------------
+    async def send_secret(self, messages: list[dict[str, Any]]) -> list[int]:
+        """Relay Olm ciphertexts (``device_id``, ``olm_type``, ``ciphertext``) to devices."""
+        ids: list[int] = (await self.call("secret.send", messages=messages))["ids"]
+        return ids
+
+    async def pending_secret(self, limit: int = 100) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = (await self.call("secret.pending", limit=limit))["messages"]
+        return found
+
+    async def ack_secret(self, ids: list[int]) -> int:
+        return int((await self.call("secret.ack", ids=ids))["deleted"])
+
+
 __all__ = ["Client", "ws_url"]

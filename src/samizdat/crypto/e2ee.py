@@ -7,6 +7,7 @@ and fallback keys for others to start Olm sessions with.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import vodozemac
@@ -70,6 +71,63 @@ class DeviceCrypto:
         return out
 
 
+class OlmError(ValueError):
+    """A secret message failed to decrypt: tampered, replayed, reordered past what Olm
+    tolerates, or not meant for this device. Never a wrong plaintext."""
+
+
+class OlmSessions:
+    """This device's Olm sessions, keyed by the peer device's identity key (in memory for
+    now: persisting them, encrypted, is the local-state part of secret chats)."""
+
+    def __init__(self, crypto: DeviceCrypto) -> None:
+        self._crypto = crypto
+        self._sessions: dict[str, vodozemac.Session] = {}
+
+    def encrypt(
+        self, peer_identity_key: str, peer_one_time_key: str | None, plaintext: bytes
+    ) -> dict[str, Any]:
+        """Encrypt for one peer device; ``peer_one_time_key`` (a claimed key) is needed only
+        when there is no session yet. Returns ``olm_type`` and base64 ``ciphertext``."""
+        session = self._sessions.get(peer_identity_key)
+        if session is None:
+            if peer_one_time_key is None:
+                raise ValueError("no Olm session with that device yet: claim one of its keys")
+            session = self._crypto._account.create_outbound_session(
+                vodozemac.Curve25519PublicKey.from_base64(peer_identity_key),
+                vodozemac.Curve25519PublicKey.from_base64(peer_one_time_key),
+            )
+            self._sessions[peer_identity_key] = session
+        olm_type, body = session.encrypt(plaintext).to_parts()
+        return {"olm_type": olm_type, "ciphertext": base64.b64encode(body).decode()}
+
+    def decrypt(self, sender_identity_key: str, olm_type: int, ciphertext: str) -> bytes:
+        """Decrypt a message from the device with ``sender_identity_key``; raises OlmError."""
+        try:
+            message = vodozemac.AnyOlmMessage.from_parts(olm_type, base64.b64decode(ciphertext))
+            session = self._sessions.get(sender_identity_key)
+            if session is not None:
+                try:
+                    return bytes(session.decrypt(message))
+                except vodozemac.OlmDecryptionException:
+                    if olm_type != 0:
+                        raise
+            if olm_type != 0:
+                raise OlmError("no session with that device for a normal message")
+            pre_key = message.to_pre_key()
+            if pre_key is None:
+                raise OlmError("not a pre-key message")
+            session, plaintext = self._crypto._account.create_inbound_session(
+                vodozemac.Curve25519PublicKey.from_base64(sender_identity_key), pre_key
+            )
+        except OlmError:
+            raise
+        except Exception as exc:  # vodozemac raises several types; all mean "did not open"
+            raise OlmError("the secret message did not decrypt") from exc
+        self._sessions[sender_identity_key] = session
+        return bytes(plaintext)
+
+
 def signature_valid(signing_key: str, message: bytes, signature: str) -> bool:
     """Whether ``signature`` is ``signing_key``'s Ed25519 signature of ``message``; malformed
     keys or signatures are simply invalid."""
@@ -95,4 +153,4 @@ def curve25519_valid(key: str) -> bool:
     return True
 
 
-__all__ = ["DeviceCrypto", "curve25519_valid", "signature_valid"]
+__all__ = ["DeviceCrypto", "OlmError", "OlmSessions", "curve25519_valid", "signature_valid"]

@@ -18,6 +18,7 @@ from samizdat.protocol.models import (
     Message,
     NumberedUpdate,
     PhoneVisibility,
+    SecretMessageUpdate,
     User,
 )
 
@@ -330,6 +331,43 @@ class ClaimKeysResult(Result):
     keys: list[ClaimedKey] = Field(description="One per device that has a key to give")
 
 
+# --- secret (end-to-end encrypted) messages ---------------------------------------------
+#: One device's ciphertext: far above a 4,096-character message with Olm's overhead, and under
+#: the 64 KiB frame limit (a client splits sends to many devices over several frames).
+MAX_CIPHERTEXT_CHARS = 32 * 1024
+Ciphertext = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CIPHERTEXT_CHARS)]
+
+
+class DeviceCiphertext(Params):
+    device_id: Id
+    olm_type: Annotated[int, Field(ge=0, le=1, description="0 pre-key, 1 normal")]
+    ciphertext: Ciphertext = Field(description="Olm message body, standard base64")
+
+
+class SendSecretParams(Params):
+    messages: Annotated[list[DeviceCiphertext], Field(min_length=1, max_length=MAX_BATCH_IDS)]
+
+
+class SendSecretResult(Result):
+    ids: list[int]
+
+
+class PendingSecretParams(Params):
+    limit: Annotated[int, Field(ge=1, le=MAX_HISTORY_LIMIT)] = 100
+
+
+class PendingSecretResult(Result):
+    messages: list[SecretMessageUpdate]
+
+
+class AckSecretParams(Params):
+    ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_HISTORY_LIMIT)]
+
+
+class AckSecretResult(Result):
+    deleted: int
+
+
 @dataclass(frozen=True, slots=True)
 class Method:
     name: str
@@ -385,6 +423,23 @@ _ALL = [
     Method("keys.count", Empty, KeyCountResult, True, "How many one-time keys the server holds"),
     Method("keys.query", QueryKeysParams, QueryKeysResult, True, "Users' devices and their keys"),
     Method("keys.claim", ClaimKeysParams, ClaimKeysResult, True, "Take one key per device"),
+    Method(
+        "secret.send", SendSecretParams, SendSecretResult, True, "Relay Olm ciphertexts to devices"
+    ),
+    Method(
+        "secret.pending",
+        PendingSecretParams,
+        PendingSecretResult,
+        True,
+        "Ciphertexts waiting for this device",
+    ),
+    Method(
+        "secret.ack",
+        AckSecretParams,
+        AckSecretResult,
+        True,
+        "Delete ciphertexts this device has received",
+    ),
     Method(
         "updates.difference",
         DifferenceParams,

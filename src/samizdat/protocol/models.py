@@ -135,6 +135,19 @@ class ChatLeftUpdate(Wire):
     chat_id: int
 
 
+class SecretMessageUpdate(Wire):
+    """An Olm ciphertext for this device (ephemeral push; also in ``secret.pending`` until
+    acknowledged with ``secret.ack``). The server cannot read it."""
+
+    type: Literal["secret_message"] = "secret_message"
+    id: int
+    sender_user_id: int
+    sender_device_id: int
+    olm_type: int
+    ciphertext: str
+    sent_at: float
+
+
 class TypingUpdate(Wire):
     """Ephemeral: never stored, never numbered."""
 
@@ -152,6 +165,7 @@ Update = Annotated[
     | ReadOutboxUpdate
     | ChatUpdatedUpdate
     | ChatLeftUpdate
+    | SecretMessageUpdate
     | TypingUpdate,
     Field(discriminator="type"),
 ]
@@ -179,6 +193,7 @@ __all__ = [
     "ReactionUpdate",
     "ReadInboxUpdate",
     "ReadOutboxUpdate",
+    "SecretMessageUpdate",
     "TypingUpdate",
     "Update",
     "User",

@@ -31,7 +31,12 @@ async def open_store(settings: ServerSettings) -> SqlStore:
         settings.database_url, sqlite_synchronous=settings.storage.sqlite_synchronous
     )
     await migrate(engines)
-    return SqlStore(engines, keyring, max_batch=settings.storage.max_batch)
+    return SqlStore(
+        engines,
+        keyring,
+        max_batch=settings.storage.max_batch,
+        secret_retention=settings.storage.secret_retention_seconds,
+    )
 
 
 async def build_app(settings: ServerSettings) -> SamizdatApp:

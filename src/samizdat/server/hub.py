@@ -12,7 +12,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from samizdat.bus.events import BusEvent, ChatChanged, DevicesRevoked, Push
+from samizdat.bus.events import BusEvent, ChatChanged, DevicePush, DevicesRevoked, Push
 from samizdat.protocol.errors import WS_CLOSE_REVOKED, WS_CLOSE_SLOW_CONSUMER
 from samizdat.protocol.frames import encode_update
 from samizdat.protocol.session import ConnEvent, ConnState, ServerConnection
@@ -148,6 +148,11 @@ class Hub:
                             conn.push(frame)
                             delivered += 1
                 self.metrics.deliveries.inc(delivered)
+            case DevicePush(body, device_ids):
+                frame = encode_update(body, None).decode()
+                for device_id in device_ids:
+                    for conn in self._by_device.get(device_id, ()):
+                        conn.push(frame)
             case DevicesRevoked(ids):
                 for device_id in ids:
                     for revoked in tuple(self._by_device.get(device_id, ())):

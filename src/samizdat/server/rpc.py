@@ -22,6 +22,7 @@ from samizdat.server.services.auth import AuthService
 from samizdat.server.services.chats import ChatService
 from samizdat.server.services.keys import KeyService
 from samizdat.server.services.messages import MessageService
+from samizdat.server.services.secret import SecretService
 from samizdat.server.services.sync import SyncService
 from samizdat.server.services.users import UserService
 
@@ -46,6 +47,7 @@ class Dispatcher:
         messages = MessageService(deps)
         sync = SyncService(deps)
         keys = KeyService(deps)
+        secret = SecretService(deps)
         limits = deps.settings.limits
         self._limiter = KeyedLimiter[int](limits.requests_per_second, limits.request_burst)
         self._rate_limits = limits.rate_limits
@@ -85,6 +87,9 @@ class Dispatcher:
             "keys.count": keys.count,
             "keys.query": keys.query,
             "keys.claim": keys.claim,
+            "secret.send": secret.send,
+            "secret.pending": secret.pending,
+            "secret.ack": secret.ack,
             "updates.state": sync.state,
             "updates.difference": sync.difference,
         }

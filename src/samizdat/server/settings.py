@@ -42,6 +42,9 @@ class StorageSettings(Section):
     )
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     max_batch: int = Field(1024, ge=1, le=100_000)
+    secret_retention_seconds: float = Field(
+        7 * 24 * 3600.0, gt=0, description="undelivered secret ciphertexts are erased after this"
+    )
 
 
 class VerifierSettings(Section):

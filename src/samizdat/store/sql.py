@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
@@ -37,6 +38,7 @@ from samizdat.store.database import Database, StoreConflict
 from samizdat.store.engine import Engines
 from samizdat.store.group_commit import GroupCommit
 from samizdat.store.keys import KeyStore
+from samizdat.store.secret_inbox import SecretInbox
 from samizdat.store.tables import (
     chats,
     contacts,
@@ -61,12 +63,23 @@ _T = TypeVar("_T")
 class SqlStore:
     """One DC's database. Construct, ``await start()``, and ``await close()`` when done."""
 
-    def __init__(self, engines: Engines, keyring: Keyring, *, max_batch: int = 1024) -> None:
+    def __init__(
+        self,
+        engines: Engines,
+        keyring: Keyring,
+        *,
+        max_batch: int = 1024,
+        secret_retention: float = 7 * 24 * 3600.0,
+    ) -> None:
         self.engines = engines
         self.keyring = keyring
         self.db = Database(engines)
         self.commits = GroupCommit(self.db, keyring, max_batch=max_batch)
         self.keys = KeyStore(self.db)
+        self.secrets = SecretInbox(self.db)
+        #: Undelivered secret ciphertexts older than this are erased (seconds).
+        self.secret_retention = secret_retention
+        self._ticks = 0
         self.write = self.db.write
         self._read = self.db.read
         self._housekeeping_task: asyncio.Task[None] | None = None
@@ -83,6 +96,9 @@ class SqlStore:
             try:
                 await self.flush_seen()
                 await self.db.checkpoint()
+                self._ticks += 1
+                if self._ticks % 60 == 0:
+                    await self.secrets.expire(time.time() - self.secret_retention)
             except (SQLAlchemyError, Unavailable) as exc:
                 log.warning("housekeeping failed", extra={"error": type(exc).__name__})
 

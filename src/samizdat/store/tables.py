@@ -179,6 +179,20 @@ fallback_keys = Table(
     Column("used", Boolean, nullable=False),
 )
 
+secret_inbox = Table(
+    "secret_inbox",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("device_id", BigInteger, nullable=False),
+    Column("sender_user_id", BigInteger, nullable=False),
+    Column("sender_device_id", BigInteger, nullable=False),
+    Column("olm_type", Integer, nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_secret_inbox_device", "device_id", "id"),
+    Index("ix_secret_inbox_created", "created_at"),
+)
+
 __all__ = [
     "chats",
     "contacts",
@@ -192,6 +206,7 @@ __all__ = [
     "metadata",
     "one_time_keys",
     "reactions",
+    "secret_inbox",
     "update_seqs",
     "updates",
     "users",

@@ -168,6 +168,7 @@ class AuthService:
         )
         if not revoked:
             raise NotFound("no such device of yours", code=ErrorCode.DEVICE_NOT_FOUND)
+        await self.deps.store.secrets.drop_for_devices([DeviceId(p.device_id)])
         await self.deps.publish(DevicesRevoked((p.device_id,)))
         return {"ok": True}
 
@@ -176,6 +177,7 @@ class AuthService:
         others = [d for d in others if d != caller.device_id]
         count = await self.deps.store.revoke_devices(caller.user_id, others, self.deps.clock.now())
         if others:
+            await self.deps.store.secrets.drop_for_devices(others)
             await self.deps.publish(DevicesRevoked(tuple(others)))
         return {"revoked": count}
 
