@@ -541,7 +541,6 @@ class Client:
         keys: list[dict[str, Any]] = (await self.call("keys.claim", device_ids=device_ids))["keys"]
         return keys
 
-
     # --- secret-message relay ---------------------------------------------------------------
     async def send_secret(self, messages: list[dict[str, Any]]) -> list[int]:
         """Relay Olm ciphertexts (``device_id``, ``olm_type``, ``ciphertext``) to devices."""
