@@ -115,8 +115,13 @@ def from_schema(
             high = node.get("maxLength", 64)
             chars = st.characters(codec="utf-8")
             valid = st.text(chars, min_size=max(low, 1), max_size=min(high, 40))
+            # Hypothesis draws text of at most ~8k characters; longer edges repeat one char.
             edges = st.sampled_from([high, high + 1]).flatmap(
-                lambda n: st.text(chars, min_size=n, max_size=n)
+                lambda n: (
+                    st.text(chars, min_size=n, max_size=n)
+                    if n <= 4096
+                    else st.characters(codec="utf-8").map(lambda c: c * n)
+                )
             )
             return often(valid, st.sampled_from([*known.strings, ""]), edges)
         case "boolean":
