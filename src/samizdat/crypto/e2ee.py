@@ -24,6 +24,14 @@ class DeviceCrypto:
     def create(cls, device_id: int = 0) -> DeviceCrypto:
         return cls(vodozemac.Account(), device_id)
 
+    def pickle(self, key: bytes) -> str:
+        """The account, encrypted by vodozemac under ``key`` (for ``samizdat.crypto.vault``)."""
+        return str(self._account.pickle(key))
+
+    @classmethod
+    def from_pickle(cls, pickled: str, key: bytes, device_id: int) -> DeviceCrypto:
+        return cls(vodozemac.Account.from_pickle(pickled, key), device_id)
+
     @property
     def identity_key(self) -> str:
         return str(self._account.curve25519_key.to_base64())
@@ -83,6 +91,16 @@ class OlmSessions:
     def __init__(self, crypto: DeviceCrypto) -> None:
         self._crypto = crypto
         self._sessions: dict[str, vodozemac.Session] = {}
+
+    def pickle(self, key: bytes) -> dict[str, str]:
+        return {peer: str(session.pickle(key)) for peer, session in self._sessions.items()}
+
+    @classmethod
+    def from_pickle(cls, crypto: DeviceCrypto, pickled: dict[str, str], key: bytes) -> OlmSessions:
+        restored = cls(crypto)
+        for peer, data in pickled.items():
+            restored._sessions[peer] = vodozemac.Session.from_pickle(data, key)
+        return restored
 
     def encrypt(
         self, peer_identity_key: str, peer_one_time_key: str | None, plaintext: bytes
