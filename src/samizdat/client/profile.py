@@ -6,12 +6,12 @@ device's credential: anyone holding this file can act as the device until it is 
 
 from __future__ import annotations
 
-import os
-import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import orjson
+
+from samizdat.crypto.private_files import write_private
 
 FILE_NAME = "session.json"
 
@@ -40,12 +40,7 @@ class Profile:
         return Session(**data)
 
     def save(self, session: Session) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.path.with_suffix(f".{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(orjson.dumps(asdict(session)))
-        os.replace(tmp, self.path)
+        write_private(self.path, orjson.dumps(asdict(session)))
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)

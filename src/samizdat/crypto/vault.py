@@ -9,7 +9,6 @@ loses secret history: by design there is no copy anywhere else.
 from __future__ import annotations
 
 import base64
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from samizdat.crypto.e2ee import DeviceCrypto, OlmSessions
+from samizdat.crypto.private_files import write_private
 from samizdat.protocol.errors import AuthError, ErrorCode
 
 FILE_NAME = "e2ee.vault"
@@ -83,12 +83,7 @@ class Vault:
         ad = _AD + orjson.dumps(header, option=orjson.OPT_SORT_KEYS)
         sealed = AESGCM(self._key(salt, self._cost)).encrypt(nonce, document, ad)
         body = orjson.dumps({**header, "nonce": _b64(nonce), "sealed": _b64(sealed)})
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.path.with_suffix(f".{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(body)
-        os.replace(tmp, self.path)
+        write_private(self.path, body)
 
     def load(self) -> tuple[DeviceCrypto, OlmSessions] | None:
         """The saved state, or None if there is none; VaultLocked if it will not open."""
