@@ -2,13 +2,15 @@
 
 Theory of operation: the server generates a code (``generate_code``), delivers it, and stores
 only its digest as a ``PendingCode`` with an expiry and an attempt counter. When the user
-presents a code, ``check_code`` decides and the caller carries out the decision:
+presents a code, the store first counts the attempt atomically and returns the code as it was
+(so racing guesses cannot share one attempt); ``check_code`` then decides on that state and
+the caller carries out the decision:
 
 ==================  ==========================  ==============================================
 outcome             caller does                 ``raise_for`` raises
 ==================  ==========================  ==============================================
 OK                  delete the pending code     nothing
-WRONG               store ``attempts + 1``      AuthError CODE_INVALID
+WRONG               nothing (already counted)   AuthError CODE_INVALID
 EXPIRED             delete the pending code     AuthError CODE_EXPIRED
 TOO_MANY_ATTEMPTS   delete the pending code     AuthError CODE_EXPIRED
 NONE_PENDING        nothing                     AuthError CODE_EXPIRED
@@ -57,10 +59,6 @@ class PendingCode:
     def issue(cls, code_digest: bytes, now: float, policy: CodePolicy) -> PendingCode:
         """A fresh pending code that expires ``policy.ttl_seconds`` after ``now``."""
         return cls(code_digest=code_digest, expires_at=now + policy.ttl_seconds, attempts=0)
-
-    def after_wrong_attempt(self) -> PendingCode:
-        """The state to store after a WRONG outcome."""
-        return PendingCode(self.code_digest, self.expires_at, self.attempts + 1)
 
 
 class CodeCheck(Enum):

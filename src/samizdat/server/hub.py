@@ -130,9 +130,6 @@ class Hub:
         self._count -= 1
         self.metrics.connections.set(self._count)
 
-    def online(self, user_id: int) -> bool:
-        return user_id in self._by_user
-
     def handle(self, event: BusEvent) -> None:
         match event:
             case Push(body, targets, skip):

@@ -38,7 +38,6 @@ class GroupCommit:
         self.max_batch = max_batch
         self._queue: asyncio.Queue[_PendingSend] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self.batches_committed = 0
         #: Called with the number of sends in each group commit (the app wires a metric here).
         self.on_batch: Callable[[int], None] | None = None
 
@@ -91,7 +90,6 @@ class GroupCommit:
         for item, outcome in zip(batch, outcomes, strict=True):
             if not item.future.done():
                 item.future.set_result(outcome)
-        self.batches_committed += 1
         if self.on_batch is not None:
             with contextlib.suppress(Exception):
                 self.on_batch(len(batch))
