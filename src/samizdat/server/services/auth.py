@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from samizdat.bus.events import DevicesRevoked
 from samizdat.core.ids import DeviceId, UserId
@@ -52,16 +53,20 @@ class AuthService:
         self._revocations = 0
         self._digest_of: dict[int, bytes] = {}
 
-    def _limit_ip(self, ip: str) -> None:
+    def _limit(self, limiter: KeyedLimiter[Any], key: object) -> None:
+        """Spend one unit of ``key``'s budget (unless rate limits are off, for benchmarks)."""
         if self.deps.settings.limits.rate_limits:
-            self._per_ip.check(ip, self.deps.clock.now())
+            limiter.check(key, self.deps.clock.now())
+
+    def _limit_ip(self, ip: str) -> None:
+        self._limit(self._per_ip, ip)
 
     async def send_code(self, anon: Anonymous, p: SendCodeParams) -> wire.Json:
         self._limit_ip(anon.ip)
         phone = parse_phone(p.phone)
         keyring = self.deps.store.keyring
         lookup = keyring.phone_lookup(phone.e164)
-        self._per_phone.check(lookup, self.deps.clock.now())
+        self._limit(self._per_phone, lookup)
         code = await self.issuer.issue(phone)
         expires_at = self.deps.clock.now() + self.policy.ttl_seconds
         await self.deps.store.put_code(lookup, keyring.code_digest(phone.e164, code), expires_at)
