@@ -644,33 +644,48 @@ class SqlStore:
                 hidden_messages.c.user_id == user_id
             )
             visible = (messages.c.deleted.is_(False), messages.c.id.not_in(hidden))
-            last_ids: dict[int, int] = {}
-            for r in chat_rows:
+            # The newest message is usually chats.last_message_id; only where that one is
+            # deleted or hidden from this user is the newest visible one looked up per chat.
+            pointers = {r["id"]: r["last_message_id"] for r in chat_rows if r["last_message_id"]}
+            shown = await conn.execute(
+                select(messages.c.chat_id, messages.c.id).where(
+                    messages.c.id.in_(list(pointers.values())), *visible
+                )
+            )
+            last_ids: dict[int, int] = {row.chat_id: row.id for row in shown}
+            for chat_id in pointers.keys() - last_ids.keys():
                 newest = await conn.execute(
                     select(messages.c.id)
-                    .where(messages.c.chat_id == r["id"], *visible)
+                    .where(messages.c.chat_id == chat_id, *visible)
                     .order_by(messages.c.id.desc())
                     .limit(1)
                 )
                 found = newest.scalar()
                 if found is not None:
-                    last_ids[r["id"]] = found
+                    last_ids[chat_id] = found
             last_rows = await conn.execute(
                 select(messages).where(messages.c.id.in_(list(last_ids.values())))
             )
             last = {m.id: m for m in await self._build_messages(conn, list(last_rows.mappings()))}
+            # Unread counts for every chat in one query: messages past this user's pointer.
+            unread_rows = await conn.execute(
+                select(messages.c.chat_id, func.count())
+                .join(
+                    members,
+                    (members.c.chat_id == messages.c.chat_id) & (members.c.user_id == user_id),
+                )
+                .where(
+                    messages.c.chat_id.in_(chat_ids),
+                    messages.c.id > members.c.read_inbox_max_id,
+                    messages.c.sender_id != user_id,
+                    *visible,
+                )
+                .group_by(messages.c.chat_id)
+            )
+            unread_by_chat = {chat_id: int(count) for chat_id, count in unread_rows}
             dialogs = []
             for r in chat_rows:
-                unread = (
-                    await conn.execute(
-                        select(func.count()).where(
-                            messages.c.chat_id == r["id"],
-                            messages.c.id > r["read_inbox_max_id"],
-                            messages.c.sender_id != user_id,
-                            *visible,
-                        )
-                    )
-                ).scalar_one()
+                unread = unread_by_chat.get(r["id"], 0)
                 last_id = last_ids.get(r["id"])
                 dialogs.append(
                     DialogRow(
@@ -714,14 +729,6 @@ class SqlStore:
                 )
             )
             return {ChatId(r.chat_id) for r in result}
-
-    async def chats_by_id(self, chat_ids: Iterable[ChatId]) -> dict[ChatId, Chat]:
-        found: dict[ChatId, Chat] = {}
-        for chat_id in set(chat_ids):
-            membership = await self.load_membership(chat_id)
-            if membership is not None:
-                found[chat_id] = membership.chat
-        return found
 
 
 __all__ = ["SendOutcome", "SqlStore", "StoreConflict", "append_updates", "fan_out"]

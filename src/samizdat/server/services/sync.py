@@ -38,8 +38,11 @@ class SyncService:
         found = await store.updates_since(caller.user_id, p.since, p.limit)
         message_ids = [d.ref.message_ids[0] for d in found if d.ref.kind in _MESSAGE_KINDS]
         messages = await store.messages_by_id(message_ids)
-        chat_ids = [d.ref.chat_id for d in found if d.ref.kind is UpdateKind.CHAT_UPDATED]
-        chats = await store.chats_by_id(chat_ids)
+        chats = {}
+        for chat_id in {d.ref.chat_id for d in found if d.ref.kind is UpdateKind.CHAT_UPDATED}:
+            membership = await self.deps.chats.get(chat_id)  # the per-node cache, not a query
+            if membership is not None:
+                chats[chat_id] = membership.chat
         still_in = await store.member_chat_ids(caller.user_id, {d.ref.chat_id for d in found})
         for message_id, message in list(messages.items()):
             if message.chat_id not in still_in:
