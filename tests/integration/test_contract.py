@@ -94,8 +94,14 @@ async def test_every_method_returns_what_its_result_model_declares(
             "secret.send",
             messages=[{"device_id": device_id_of(bob), "olm_type": 0, "ciphertext": "AAAA"}],
         )
+        fanned_out = await check(
+            alice,
+            "secret.send",
+            group={"ciphertext": "AAAA", "device_ids": [device_id_of(bob)]},
+            recipients=[bob.me.id],
+        )
         await check(bob, "secret.pending")
-        await check(bob, "secret.ack", ids=relayed["ids"])
+        await check(bob, "secret.ack", ids=relayed["ids"] + fanned_out["ids"])
         await check(alice, "devices.revoke_others")
         assert token_of(extra_device)
         other = await signed_in(server.url, "Dave")

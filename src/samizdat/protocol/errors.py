@@ -11,7 +11,8 @@
      ├── NotFound                 USER_NOT_FOUND, CHAT_NOT_FOUND, MESSAGE_NOT_FOUND,
      │                            DEVICE_NOT_FOUND
      ├── Conflict                 USERNAME_TAKEN, USERNAME_INVALID, TEXT_INVALID, CHAT_INVALID,
-     │                            KEYS_INVALID
+     │                            KEYS_INVALID, DEVICE_LIST_CHANGED; raised by clients only:
+     │                            DEVICE_UNVERIFIED, VERIFICATION_FAILED
      ├── RateLimited              FLOOD_WAIT (carries retry_after seconds)
      ├── Unavailable              UNAVAILABLE: a dependency (store, DC key) cannot serve now
      └── InternalError            INTERNAL: anything unexpected; details only in the log
@@ -50,6 +51,9 @@ class ErrorCode(StrEnum):
     TEXT_INVALID = "TEXT_INVALID"
     CHAT_INVALID = "CHAT_INVALID"
     KEYS_INVALID = "KEYS_INVALID"
+    DEVICE_LIST_CHANGED = "DEVICE_LIST_CHANGED"
+    DEVICE_UNVERIFIED = "DEVICE_UNVERIFIED"
+    VERIFICATION_FAILED = "VERIFICATION_FAILED"
     FLOOD_WAIT = "FLOOD_WAIT"
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
@@ -147,6 +151,9 @@ _CLASS_BY_CODE: dict[ErrorCode, type[SamizdatError]] = {
     ErrorCode.TEXT_INVALID: Conflict,
     ErrorCode.CHAT_INVALID: Conflict,
     ErrorCode.KEYS_INVALID: Conflict,
+    ErrorCode.DEVICE_LIST_CHANGED: Conflict,
+    ErrorCode.DEVICE_UNVERIFIED: Conflict,
+    ErrorCode.VERIFICATION_FAILED: Conflict,
     ErrorCode.FLOOD_WAIT: RateLimited,
     ErrorCode.UNAVAILABLE: Unavailable,
     ErrorCode.INTERNAL: InternalError,
@@ -176,6 +183,9 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.TEXT_INVALID: 400,
     ErrorCode.CHAT_INVALID: 400,
     ErrorCode.KEYS_INVALID: 400,
+    ErrorCode.DEVICE_LIST_CHANGED: 409,
+    ErrorCode.DEVICE_UNVERIFIED: 409,
+    ErrorCode.VERIFICATION_FAILED: 409,
     ErrorCode.FLOOD_WAIT: 429,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.INTERNAL: 500,

@@ -7,9 +7,9 @@ OpenAPI, the SDK and the fuzz tests, so a method is declared exactly once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from samizdat.protocol.models import (
     Chat,
@@ -335,17 +335,51 @@ class ClaimKeysResult(Result):
 #: One device's ciphertext: far above a 4,096-character message with Olm's overhead, and under
 #: the 64 KiB frame limit (a client splits sends to many devices over several frames).
 MAX_CIPHERTEXT_CHARS = 32 * 1024
+#: Devices one group ciphertext may be addressed to in one request: 1,000 ids keep the frame
+#: under the 64 KiB limit; a client splits a larger fan-out over several requests.
+MAX_SECRET_FANOUT = 1000
 Ciphertext = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CIPHERTEXT_CHARS)]
 
 
 class DeviceCiphertext(Params):
     device_id: Id
     olm_type: Annotated[int, Field(ge=0, le=1, description="0 pre-key, 1 normal")]
-    ciphertext: Ciphertext = Field(description="Olm message body, standard base64")
+    ciphertext: Ciphertext = Field(description="Olm message body, standard base64 (padded)")
+
+
+class GroupCiphertext(Params):
+    ciphertext: Ciphertext = Field(description="Megolm message, standard base64 (padded)")
+    device_ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_SECRET_FANOUT)] = Field(
+        description="Every device that gets this same ciphertext (with olm_type 2)"
+    )
 
 
 class SendSecretParams(Params):
-    messages: Annotated[list[DeviceCiphertext], Field(min_length=1, max_length=MAX_BATCH_IDS)]
+    messages: Annotated[list[DeviceCiphertext], Field(max_length=MAX_BATCH_IDS)] = Field(
+        default_factory=list, description="Olm ciphertexts, one per device"
+    )
+    group: GroupCiphertext | None = Field(
+        None, description="One Megolm ciphertext for many devices"
+    )
+    recipients: Annotated[list[Id], Field(max_length=MAX_BATCH_IDS)] = Field(
+        default_factory=list,
+        description=(
+            "Users whose every device with published keys (but this one) must be addressed, "
+            "else DEVICE_LIST_CHANGED and nothing is sent"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _addresses_each_device_once(self) -> Self:
+        if not self.messages and self.group is None:
+            raise ValueError("give messages, a group ciphertext, or both")
+        # A device may get one Olm message and the group message (a new group key and the
+        # first message under it, in that order), but not two of either.
+        olm = [m.device_id for m in self.messages]
+        group = self.group.device_ids if self.group is not None else []
+        if len(set(olm)) != len(olm) or len(set(group)) != len(group):
+            raise ValueError("a device may be addressed only once in messages and once in group")
+        return self
 
 
 class SendSecretResult(Result):
@@ -424,7 +458,11 @@ _ALL = [
     Method("keys.query", QueryKeysParams, QueryKeysResult, True, "Users' devices and their keys"),
     Method("keys.claim", ClaimKeysParams, ClaimKeysResult, True, "Take one key per device"),
     Method(
-        "secret.send", SendSecretParams, SendSecretResult, True, "Relay Olm ciphertexts to devices"
+        "secret.send",
+        SendSecretParams,
+        SendSecretResult,
+        True,
+        "Relay Olm and Megolm ciphertexts to devices",
     ),
     Method(
         "secret.pending",
@@ -452,9 +490,13 @@ _ALL = [
 METHODS: dict[str, Method] = {m.name: m for m in _ALL}
 
 __all__ = [
+    "MAX_CIPHERTEXT_CHARS",
     "MAX_GROUP_MEMBERS",
+    "MAX_SECRET_FANOUT",
     "MAX_TEXT_LENGTH",
     "METHODS",
+    "AckSecretParams",
+    "AckSecretResult",
     "AddMembersParams",
     "AuthorizeParams",
     "AuthorizeResult",
@@ -465,6 +507,7 @@ __all__ = [
     "ContactsResult",
     "CreateGroupParams",
     "DeleteParams",
+    "DeviceCiphertext",
     "DevicesResult",
     "DialogsParams",
     "DialogsResult",
@@ -474,6 +517,7 @@ __all__ = [
     "Empty",
     "ForwardParams",
     "ForwardResult",
+    "GroupCiphertext",
     "HistoryParams",
     "HistoryResult",
     "KeyCountResult",
@@ -483,6 +527,8 @@ __all__ = [
     "Ok",
     "OpenPrivateParams",
     "Params",
+    "PendingSecretParams",
+    "PendingSecretResult",
     "PublishedDeviceKeys",
     "QueryKeysParams",
     "QueryKeysResult",
@@ -497,6 +543,8 @@ __all__ = [
     "SendCodeParams",
     "SendCodeResult",
     "SendMessageParams",
+    "SendSecretParams",
+    "SendSecretResult",
     "SentResult",
     "SeqResult",
     "SetAdminParams",

@@ -135,15 +135,21 @@ class ChatLeftUpdate(Wire):
     chat_id: int
 
 
+#: ``SecretMessageUpdate.olm_type`` of a group (Megolm) ciphertext; 0 and 1 are Olm's own.
+OLM_TYPE_MEGOLM = 2
+
+
 class SecretMessageUpdate(Wire):
-    """An Olm ciphertext for this device (ephemeral push; also in ``secret.pending`` until
+    """A ciphertext for this device (ephemeral push; also in ``secret.pending`` until
     acknowledged with ``secret.ack``). The server cannot read it."""
 
     type: Literal["secret_message"] = "secret_message"
     id: int
     sender_user_id: int
     sender_device_id: int
-    olm_type: int
+    olm_type: int = Field(
+        description="0 Olm pre-key, 1 Olm normal, 2 Megolm (group: one ciphertext sent to many)"
+    )
     ciphertext: str
     sent_at: float
 
@@ -177,6 +183,7 @@ class NumberedUpdate(Wire):
 
 
 __all__ = [
+    "OLM_TYPE_MEGOLM",
     "Chat",
     "ChatKind",
     "ChatLeftUpdate",

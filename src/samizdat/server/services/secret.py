@@ -1,8 +1,8 @@
 """Relaying secret-chat ciphertexts between devices: the server queues, pushes, forgets.
 
-Clients encrypt with Olm once per recipient device (see ``samizdat.crypto.e2ee``); the server
-stores each ciphertext for its device only until that device acknowledges it (or the
-retention time passes) and never holds a key to open it.
+Clients encrypt with Olm once per recipient device, or with Megolm once for a whole group
+(see ``samizdat.crypto.e2ee``); the server stores each ciphertext for its device only until
+that device acknowledges it (or the retention time passes) and never holds a key to open it.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import base64
 import binascii
 
 from samizdat.bus.events import DevicePush
-from samizdat.core.ids import DeviceId
-from samizdat.protocol.errors import ErrorCode, NotFound, ProtocolError
+from samizdat.core.ids import DeviceId, UserId
+from samizdat.protocol.errors import Conflict, ErrorCode, NotFound, ProtocolError
 from samizdat.protocol.methods import AckSecretParams, PendingSecretParams, SendSecretParams
+from samizdat.protocol.models import OLM_TYPE_MEGOLM
 from samizdat.server import wire
 from samizdat.server.deps import Caller, Deps
 from samizdat.store.secret_inbox import Envelope
@@ -31,39 +32,57 @@ def envelope_json(e: Envelope) -> wire.Json:
     }
 
 
+def _decode(ciphertext: str) -> bytes:
+    try:
+        return base64.b64decode(ciphertext, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError(
+            "ciphertext must be standard, padded base64", code=ErrorCode.INVALID_PARAMS
+        ) from None
+
+
 class SecretService:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
     async def send(self, caller: Caller, p: SendSecretParams) -> wire.Json:
+        """Queue and push every ciphertext, all or nothing.
+
+        Raises INVALID_PARAMS for a ciphertext that is not base64, DEVICE_NOT_FOUND if an
+        addressed device does not exist or is logged out, and DEVICE_LIST_CHANGED if a
+        ``recipients`` user has a device with published keys (other than the caller's) that
+        the request does not address: the sender's view of their devices is stale.
+        """
         store = self.deps.store
-        wanted = {DeviceId(m.device_id) for m in p.messages}
+        # (device, olm_type, body) in request order; a group's rows share one body.
+        rows = [(DeviceId(m.device_id), m.olm_type, _decode(m.ciphertext)) for m in p.messages]
+        if p.group is not None:
+            body = _decode(p.group.ciphertext)
+            rows += [(DeviceId(d), OLM_TYPE_MEGOLM, body) for d in p.group.device_ids]
+        wanted = {device for device, _, _ in rows}
         live = {d.id for d in await store.list_devices_by_id(list(wanted)) if not d.revoked}
         if wanted - live:
             raise NotFound(
                 "no such device (or it was logged out): fetch the user's devices again",
                 code=ErrorCode.DEVICE_NOT_FOUND,
             )
-        now = self.deps.clock.now()
-        envelopes = []
-        for m in p.messages:
-            try:
-                ciphertext = base64.b64decode(m.ciphertext, validate=True)
-            except (binascii.Error, ValueError):
-                raise ProtocolError(
-                    "ciphertext must be standard base64", code=ErrorCode.INVALID_PARAMS
-                ) from None
-            envelopes.append(
-                Envelope(
-                    self.deps.new_id(),
-                    DeviceId(m.device_id),
-                    caller.user_id,
-                    caller.device_id,
-                    m.olm_type,
-                    ciphertext,
-                    now,
+        if p.recipients:
+            published = await store.keys.query(UserId(u) for u in p.recipients)
+            missing = {k.device_id for k in published} - wanted - {caller.device_id}
+            if missing:
+                raise Conflict(
+                    "a recipient's devices have changed: query their keys again, "
+                    "encrypt for every device and send again",
+                    code=ErrorCode.DEVICE_LIST_CHANGED,
+                    debug_context={"missing_devices": len(missing)},
                 )
+        now = self.deps.clock.now()
+        envelopes = [
+            Envelope(
+                self.deps.new_id(), device, caller.user_id, caller.device_id, olm_type, body, now
             )
+            for device, olm_type, body in rows
+        ]
         await store.secrets.put(envelopes)
         for e in envelopes:
             await self.deps.publish(DevicePush(wire.dumps(envelope_json(e)), (e.device_id,)))
