@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sys
 from pathlib import Path
@@ -120,12 +121,24 @@ def login(
             "(default: samizdat-cli on HOSTNAME)"
         ),
     ] = None,
+    secret: Annotated[
+        bool,
+        typer.Option(
+            "--secret/--no-secret",
+            help="Set up secret chats on this device now: create its end-to-end keys and "
+            "publish them (the vault's passphrase comes from SAMIZDAT_PASSPHRASE or is asked)",
+        ),
+    ] = True,
+    keyring: Annotated[
+        bool, typer.Option("--keyring", help="Keep the vault's key in the OS keyring")
+    ] = False,
     json_: JsonFlag = False,
 ) -> None:
     """Sign in (or sign up) with a phone number and save the session in the profile.
 
     The new session replaces any earlier one in the profile. Its device token is kept in a
-    file only you can read and is never printed.
+    file only you can read and is never printed. The device then publishes its end-to-end
+    keys, so others can start secret chats with it.
     """
     profile: Path = ctx.obj
     out = Output(json_, profile)
@@ -142,6 +155,36 @@ def login(
         {"user": dump(client.me), "server": server, "device_id": client.session.device_id},
         f"Logged in as {user_line(client.me)} on {escape(server)}",
     )
+    if secret:
+        _set_up_secret_chats(out, profile, keyring=keyring)
+
+
+def _set_up_secret_chats(out: Output, profile: Path, *, keyring: bool) -> None:
+    """Publish the new device's end-to-end keys; a login never fails for want of them."""
+    from samizdat.cli.secret_session import PASSPHRASE_ENV, secret_chats, vault_dir
+    from samizdat.crypto.vault import Vault
+
+    can_unlock = (
+        keyring
+        or PASSPHRASE_ENV in os.environ
+        or sys.stdin.isatty()
+        or Vault.exists(vault_dir(profile))
+    )
+    later = "run `samizdat secret chats` once to set them up"
+    if not can_unlock:
+        out.note(f"[dim]Secret chats are not set up on this device yet: {later}.[/dim]")
+        return
+
+    async def set_up() -> None:
+        async with secret_chats(profile, keyring=keyring):
+            pass
+
+    try:
+        asyncio.run(set_up())
+    except SamizdatError as exc:
+        out.note(f"[yellow]Secret chats are not set up: {escape(exc.message)}; {later}.[/yellow]")
+        return
+    out.note("[dim]Secret chats are ready: this device's end-to-end keys are published.[/dim]")
 
 
 async def _logout(profile: Path) -> bool:

@@ -16,6 +16,8 @@ from samizdat.cli.chats import chats, group_app
 from samizdat.cli.devices import devices_app
 from samizdat.cli.listen import listen
 from samizdat.cli.messages import delete, edit, history, react, read, send
+from samizdat.cli.secret import secret_app
+from samizdat.cli.secret_groups import secret_group_app
 from samizdat.cli.serve import serve
 from samizdat.cli.session import DEFAULT_PROFILE
 
@@ -59,6 +61,9 @@ app.command(rich_help_panel="Messages")(edit)
 app.command(rich_help_panel="Messages")(delete)
 app.command(rich_help_panel="Messages")(react)
 app.command(rich_help_panel="Messages")(read)
+
+secret_app.add_typer(secret_group_app, name="group")
+app.add_typer(secret_app, name="secret", rich_help_panel="Secret chats")
 
 
 def main() -> None:

@@ -43,8 +43,8 @@ def dump(model: BaseModel) -> dict[str, Any]:
 
 def _hint(exc: SamizdatError, profile: Path) -> str | None:
     """What the user should do about an error, or None when the message says it already."""
-    if isinstance(exc, NotLoggedIn):
-        return None
+    if isinstance(exc, NotLoggedIn) or "samizdat " in exc.message:
+        return None  # the message already says what to run
     match exc.code:
         case ErrorCode.UNAUTHORIZED | ErrorCode.TOKEN_REVOKED:
             return f"run {login_command(profile)}"

@@ -85,37 +85,59 @@ class OlmError(ValueError):
 
 
 class OlmSessions:
-    """This device's Olm sessions, keyed by the peer device's identity key (in memory for
-    now: persisting them, encrypted, is the local-state part of secret chats)."""
+    """This device's Olm sessions, by the peer device's identity key.
+
+    A peer may hold several sessions with us: when both devices start one at the same time,
+    each side ends up with its own outbound session and the other's inbound one. Every known
+    session is tried when decrypting, and a device always sends over the session it last
+    received on (or created), so both sides converge on one. At most ``MAX_PER_PEER`` are
+    kept, least recently used dropped first.
+    """
+
+    MAX_PER_PEER = 4
 
     def __init__(self, crypto: DeviceCrypto) -> None:
         self._crypto = crypto
-        self._sessions: dict[str, vodozemac.Session] = {}
+        self._sessions: dict[str, list[vodozemac.Session]] = {}  # most recently used first
 
-    def pickle(self, key: bytes) -> dict[str, str]:
-        return {peer: str(session.pickle(key)) for peer, session in self._sessions.items()}
+    def has_session(self, peer_identity_key: str) -> bool:
+        return bool(self._sessions.get(peer_identity_key))
+
+    def pickle(self, key: bytes) -> dict[str, list[str]]:
+        return {
+            peer: [str(session.pickle(key)) for session in sessions]
+            for peer, sessions in self._sessions.items()
+        }
 
     @classmethod
-    def from_pickle(cls, crypto: DeviceCrypto, pickled: dict[str, str], key: bytes) -> OlmSessions:
+    def from_pickle(
+        cls, crypto: DeviceCrypto, pickled: dict[str, list[str]], key: bytes
+    ) -> OlmSessions:
         restored = cls(crypto)
-        for peer, data in pickled.items():
-            restored._sessions[peer] = vodozemac.Session.from_pickle(data, key)
+        for peer, sessions in pickled.items():
+            restored._sessions[peer] = [vodozemac.Session.from_pickle(d, key) for d in sessions]
         return restored
+
+    def _use(self, peer: str, session: vodozemac.Session) -> None:
+        others = [s for s in self._sessions.get(peer, []) if s is not session]
+        self._sessions[peer] = [session, *others][: self.MAX_PER_PEER]
 
     def encrypt(
         self, peer_identity_key: str, peer_one_time_key: str | None, plaintext: bytes
     ) -> dict[str, Any]:
         """Encrypt for one peer device; ``peer_one_time_key`` (a claimed key) is needed only
         when there is no session yet. Returns ``olm_type`` and base64 ``ciphertext``."""
-        session = self._sessions.get(peer_identity_key)
-        if session is None:
+        known = self._sessions.get(peer_identity_key)
+        if known:
+            session = known[0]
+        else:
             if peer_one_time_key is None:
                 raise ValueError("no Olm session with that device yet: claim one of its keys")
             session = self._crypto._account.create_outbound_session(
                 vodozemac.Curve25519PublicKey.from_base64(peer_identity_key),
                 vodozemac.Curve25519PublicKey.from_base64(peer_one_time_key),
             )
-            self._sessions[peer_identity_key] = session
+            self._use(peer_identity_key, session)
         olm_type, body = session.encrypt(plaintext).to_parts()
         return {"olm_type": olm_type, "ciphertext": base64.b64encode(body).decode()}
 
@@ -123,27 +145,29 @@ class OlmSessions:
         """Decrypt a message from the device with ``sender_identity_key``; raises OlmError."""
         try:
             message = vodozemac.AnyOlmMessage.from_parts(olm_type, base64.b64decode(ciphertext))
-            session = self._sessions.get(sender_identity_key)
-            if session is not None:
+            pre_key = message.to_pre_key() if olm_type == 0 else None
+            for session in list(self._sessions.get(sender_identity_key, [])):
+                if pre_key is not None and not session.session_matches(pre_key):
+                    continue
                 try:
-                    return bytes(session.decrypt(message))
+                    plaintext = bytes(session.decrypt(message))
                 except vodozemac.OlmDecryptionException:
-                    if olm_type != 0:
-                        raise
+                    continue
+                self._use(sender_identity_key, session)
+                return plaintext
             if olm_type != 0:
-                raise OlmError("no session with that device for a normal message")
-            pre_key = message.to_pre_key()
+                raise OlmError("no session with that device opens this message")
             if pre_key is None:
                 raise OlmError("not a pre-key message")
-            session, plaintext = self._crypto._account.create_inbound_session(
+            session, opened = self._crypto._account.create_inbound_session(
                 vodozemac.Curve25519PublicKey.from_base64(sender_identity_key), pre_key
             )
         except OlmError:
             raise
         except Exception as exc:  # vodozemac raises several types; all mean "did not open"
             raise OlmError("the secret message did not decrypt") from exc
-        self._sessions[sender_identity_key] = session
-        return bytes(plaintext)
+        self._use(sender_identity_key, session)
+        return bytes(opened)
 
 
 def signature_valid(signing_key: str, message: bytes, signature: str) -> bool:

@@ -15,6 +15,8 @@ def write_private(path: Path, data: bytes) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())  # the rename must not land before the data (power loss)
     os.replace(tmp, path)
 
 

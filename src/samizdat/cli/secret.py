@@ -1,0 +1,363 @@
+"""``samizdat secret ...``: end-to-end encrypted chats and groups from the command line.
+
+Each command unlocks the profile's vault, publishes or tops up this device's keys, decrypts
+whatever secret messages are waiting, does its work, and saves before it acknowledges
+anything to the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from samizdat.cli.output import JsonFlag, Output
+from samizdat.cli.render import table as render_table
+from samizdat.cli.secret_render import (
+    chat_title,
+    codes_text,
+    entry_json,
+    entry_line,
+    safety_text,
+    ttl_text,
+)
+from samizdat.cli.secret_session import secret_chats
+from samizdat.cli.session import Names
+from samizdat.client.secret import (
+    KnownDevice,
+    MessageEntry,
+    fingerprints,
+    verify,
+)
+from samizdat.client.secret.payloads import MAX_TTL
+from samizdat.crypto.verification import SasCodes
+from samizdat.protocol.errors import ErrorCode, SamizdatError
+
+
+@dataclass(frozen=True, slots=True)
+class SecretOptions:
+    profile: Path
+    keyring: bool
+
+
+secret_app = typer.Typer(
+    help="End-to-end encrypted chats: only the devices at the ends can read them. The "
+    "server relays ciphertext and keeps no history. Keys and history live in a vault in "
+    "the profile, sealed with a passphrase (SAMIZDAT_PASSPHRASE, or asked) or --keyring.",
+    no_args_is_help=True,
+)
+
+PeerArg = Annotated[
+    str,
+    typer.Argument(
+        help="@username, +phone or user id; for a secret group, its title or id",
+        show_default=False,
+    ),
+]
+StrictFlag = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Refuse to send if a verified contact has a new, unverified device (no question)",
+    ),
+]
+YesFlag = Annotated[
+    bool,
+    typer.Option("--yes", help="Send even to new, unverified devices of verified contacts"),
+]
+
+
+@secret_app.callback()
+def secret_root(
+    ctx: typer.Context,
+    keyring: Annotated[
+        bool,
+        typer.Option(
+            "--keyring",
+            help="Create the vault with a random key kept in the OS keyring instead of a "
+            "passphrase (an existing vault opens the way it was made)",
+        ),
+    ] = False,
+) -> None:
+    ctx.obj = SecretOptions(ctx.obj, keyring)
+
+
+def _options(ctx: typer.Context) -> SecretOptions:
+    options = ctx.obj
+    assert isinstance(options, SecretOptions)
+    return options
+
+
+def _confirmer(out: Output, *, strict: bool, yes: bool) -> Any:
+    """How a send treats a verified contact's new devices: ask, refuse, or allow."""
+
+    async def confirm(devices: list[KnownDevice]) -> bool:
+        if yes:
+            return True
+        if strict or not sys.stdin.isatty():
+            return False
+        listed = ", ".join(f"user {d.user_id}'s device {d.device_id}" for d in devices)
+        out.err.print(f"[yellow]! {escape(listed)} is new and not verified.[/yellow]")
+        answer = await asyncio.to_thread(input, "Send to it anyway? [y/N] ")
+        return answer.strip().lower() in {"y", "yes"}
+
+    return confirm
+
+
+# --- chats -------------------------------------------------------------------------------------
+async def _chats(options: SecretOptions) -> list[dict[str, Any]]:
+    async with secret_chats(options.profile, keyring=options.keyring) as secret:
+        names = Names(secret.client)
+        rows = []
+        for chat in secret.chats():
+            last = next((e for e in reversed(chat.history) if isinstance(e, MessageEntry)), None)
+            unread = sum(
+                1
+                for e in chat.history
+                if isinstance(e, MessageEntry) and e.read_at is None and not e.outgoing
+            )
+            rows.append(
+                {
+                    "id": chat.id,
+                    "title": await chat_title(chat, names),
+                    "kind": "group" if chat.group is not None else "direct",
+                    "ttl": chat.ttl,
+                    "unread": unread,
+                    "last": last.text if last is not None else None,
+                }
+            )
+        return rows
+
+
+def chats(ctx: typer.Context, json_: JsonFlag = False) -> None:
+    """List your secret chats and groups (decrypting anything that was waiting)."""
+    options = _options(ctx)
+    out = Output(json_, options.profile)
+    rows = out.run(_chats(options))
+    table = render_table("ID", "Chat", "Kind", "Timer", "Unread", "Last", keep=("ID",))
+    for row in rows:
+        table.add_row(
+            row["id"],
+            escape(row["title"]),
+            row["kind"],
+            ttl_text(row["ttl"]),
+            str(row["unread"]),
+            escape((row["last"] or "")[:50]),
+        )
+    out.rows(rows, table, empty="No secret chats yet: samizdat secret start @someone")
+
+
+async def _start(options: SecretOptions, out: Output, peer: str, strict: bool, yes: bool) -> str:
+    confirm = _confirmer(out, strict=strict, yes=yes)
+    async with secret_chats(options.profile, keyring=options.keyring, confirm=confirm) as secret:
+        chat = await secret.start(peer)
+        return chat.id
+
+
+def start(
+    ctx: typer.Context,
+    peer: PeerArg,
+    strict: StrictFlag = False,
+    yes: YesFlag = False,
+    json_: JsonFlag = False,
+) -> None:
+    """Start a secret chat with PEER: Olm sessions to every device of theirs and of yours.
+    Compare safety numbers (secret fingerprint) or emoji (secret verify) to be sure."""
+    options = _options(ctx)
+    out = Output(json_, options.profile)
+    chat_id = out.run(_start(options, out, peer, strict, yes))
+    out.result(
+        {"chat": chat_id},
+        f"Secret chat started [dim]({chat_id})[/dim]. To be sure no one is in between: "
+        f"samizdat secret verify {escape(peer)}",
+    )
+
+
+async def _send(
+    options: SecretOptions,
+    out: Output,
+    peer: str,
+    text: str,
+    ttl: int | None,
+    strict: bool,
+    yes: bool,
+) -> tuple[str, MessageEntry]:
+    confirm = _confirmer(out, strict=strict, yes=yes)
+    async with secret_chats(options.profile, keyring=options.keyring, confirm=confirm) as secret:
+        chat = await secret.resolve(peer)
+        entry = await secret.send(chat, text, ttl=ttl)
+        return chat.id, entry
+
+
+def send(
+    ctx: typer.Context,
+    peer: PeerArg,
+    text: Annotated[str, typer.Argument(help="The message (quote it)", show_default=False)],
+    ttl: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=MAX_TTL,
+            help="Self-destruct this many seconds after it is read (5 s to 1 week; 0 off). "
+            "Default: the chat's timer",
+        ),
+    ] = None,
+    strict: StrictFlag = False,
+    yes: YesFlag = False,
+    json_: JsonFlag = False,
+) -> None:
+    """Encrypt TEXT on this device for each of PEER's devices and your other devices, and
+    send it. The server never sees the text."""
+    options = _options(ctx)
+    out = Output(json_, options.profile)
+    chat_id, entry = out.run(_send(options, out, peer, text, ttl, strict, yes))
+    timer = f", self-destructs {ttl_text(entry.ttl)} after it is read" if entry.ttl else ""
+    out.result(entry_json(chat_id, entry), f"Sent secretly [dim]({chat_id}{timer})[/dim]")
+
+
+async def _history(
+    options: SecretOptions, peer: str, limit: int
+) -> tuple[str, list[Any], list[str]]:
+    async with secret_chats(options.profile, keyring=options.keyring) as secret:
+        chat = await secret.resolve(peer)
+        entries = chat.history[-limit:]
+        names = Names(secret.client)
+        lines = [await entry_line(e, names) for e in entries]
+        await secret.mark_read(chat)  # shown now: self-destruct timers start
+        return chat.id, entries, lines
+
+
+def history(
+    ctx: typer.Context,
+    peer: PeerArg,
+    limit: Annotated[int, typer.Option(min=1, help="How many entries, newest last")] = 50,
+    json_: JsonFlag = False,
+) -> None:
+    """Show a secret chat's history from this device's vault, oldest first, with notices
+    (gaps, messages that did not decrypt, key changes). Showing a message counts as reading
+    it: its self-destruct timer starts, here and on the sender's devices."""
+    options = _options(ctx)
+    out = Output(json_, options.profile)
+    chat_id, entries, lines = out.run(_history(options, peer, limit))
+    if out.json:
+        for entry in entries:
+            out.record(entry_json(chat_id, entry))
+    elif not lines:
+        out.console.print("[dim]No secret messages here yet.[/dim]")
+    else:
+        for line in lines:
+            out.console.print(line)
+
+
+async def _ttl(options: SecretOptions, peer: str, seconds: int) -> str:
+    async with secret_chats(options.profile, keyring=options.keyring) as secret:
+        return (await secret.set_ttl(peer, seconds)).id
+
+
+def ttl(
+    ctx: typer.Context,
+    peer: PeerArg,
+    seconds: Annotated[int, typer.Argument(min=0, max=MAX_TTL, help="0 (off) or 5 to 604800")],
+    json_: JsonFlag = False,
+) -> None:
+    """Set the chat's self-destruct timer: new messages are deleted on every device that
+    many seconds after they are read."""
+    options = _options(ctx)
+    out = Output(json_, options.profile)
+    chat_id = out.run(_ttl(options, peer, seconds))
+    out.result({"chat": chat_id, "ttl": seconds}, f"Self-destruct timer: {ttl_text(seconds)}")
+
+
+# --- verification ------------------------------------------------------------------------------
+async def _fingerprint(options: SecretOptions, peer: str) -> tuple[str, list[dict[str, Any]]]:
+    async with secret_chats(options.profile, keyring=options.keyring) as secret:
+        found = await fingerprints(secret, peer)
+        rows = [
+            {
+                "user_id": f.device.user_id,
+                "device_id": f.device.device_id,
+                "identity_key": f.device.identity_key,
+                "trust": f.device.trust.value,
+                "safety_number": f.safety_number,
+            }
+            for f in found
+        ]
+        return secret.keys.identity_key, rows
+
+
+def fingerprint(ctx: typer.Context, peer: PeerArg, json_: JsonFlag = False) -> None:
+    """Show the safety number of this device with each of PEER's devices. Compare it with
+    what PEER's device shows (read it aloud, or side by side): equal means no one is in
+    between."""
+    options = _options(ctx)
+    out = Output(json_, options.profile)
+    mine, rows = out.run(_fingerprint(options, peer))
+    if out.json:
+        for row in rows:
+            out.record({**row, "my_identity_key": mine})
+        return
+    out.console.print(f"[dim]This device's identity key: {mine}[/dim]")
+    if not rows:
+        out.console.print("They have no device that can receive secret chats yet.")
+    for row in rows:
+        out.console.print(
+            f"\nDevice {row['device_id']} [dim]({row['trust']}, key {row['identity_key']})[/dim]"
+        )
+        out.console.print(f"[bold]{safety_text(row['safety_number'])}[/bold]")
+
+
+async def _verify(options: SecretOptions, out: Output, peer: str, patience: float) -> KnownDevice:
+    async def show(codes: SasCodes, device: KnownDevice) -> bool:
+        out.console.print(
+            f"\nCompare with user {device.user_id}'s device {device.device_id}. "
+            "They must see exactly these, in this order:\n"
+        )
+        out.console.print(codes_text(codes))
+        answer = await asyncio.to_thread(input, "\nDo they match? [y/N] ")
+        return answer.strip().lower() in {"y", "yes"}
+
+    async with secret_chats(options.profile, keyring=options.keyring) as secret:
+        out.note(f"Waiting for {escape(peer)} to run: samizdat secret verify (you) …")
+        return await verify(secret, peer, show, patience=patience)
+
+
+def verify_command(
+    ctx: typer.Context,
+    peer: PeerArg,
+    timeout: Annotated[float, typer.Option(min=5, help="Give up after this many seconds")] = 300,
+    json_: JsonFlag = False,
+) -> None:
+    """Verify PEER by comparing emoji (SAS). Both of you run this at the same time; each
+    sees seven emoji and three numbers and answers whether the other sees the same. A match
+    proves no one is in between; the device is then marked verified."""
+    options = _options(ctx)
+    out = Output(json_, options.profile)
+    try:
+        device = out.run(_verify(options, out, peer, timeout))
+    except TimeoutError:
+        out.fail(
+            SamizdatError(
+                f"{peer} did not answer within {timeout:.0f} s", code=ErrorCode.UNAVAILABLE
+            )
+        )
+    out.result(
+        {"user_id": device.user_id, "device_id": device.device_id, "trust": device.trust.value},
+        f"[green]✓ Verified user {device.user_id}'s device {device.device_id}.[/green]",
+    )
+
+
+secret_app.command()(chats)
+secret_app.command()(start)
+secret_app.command()(send)
+secret_app.command()(history)
+secret_app.command()(ttl)
+secret_app.command()(fingerprint)
+secret_app.command("verify")(verify_command)
+
+
+__all__ = ["secret_app"]

@@ -1,0 +1,67 @@
+"""Human text for secret chats: messages, loud notices, emoji to compare, safety numbers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.markup import escape
+
+from samizdat.cli.render import when
+from samizdat.cli.session import Names
+from samizdat.client.secret import MessageEntry, NoticeEntry, NoticeLevel, SecretChat
+from samizdat.crypto.verification import SasCodes
+
+
+async def chat_title(chat: SecretChat, names: Names) -> str:
+    if chat.group is not None:
+        return chat.group.title
+    assert chat.peer is not None
+    return await names.user(chat.peer)
+
+
+def ttl_text(seconds: int) -> str:
+    if seconds == 0:
+        return "off"
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+async def entry_line(entry: MessageEntry | NoticeEntry, names: Names) -> str:
+    """One history line; notices that may mean interception or loss stand out."""
+    if isinstance(entry, NoticeEntry):
+        match entry.level:
+            case NoticeLevel.ALERT:
+                return f"[bold red]⚠ {escape(entry.text)}[/bold red]"
+            case NoticeLevel.WARNING:
+                return f"[yellow]! {escape(entry.text)}[/yellow]"
+            case _:
+                return f"[dim]· {escape(entry.text)}[/dim]"
+    who = "You" if entry.outgoing else await names.user(entry.sender_user)
+    marks = []
+    if entry.ttl:
+        marks.append(f"⏱ {ttl_text(entry.ttl)}")
+    if entry.late:
+        marks.append("arrived late")
+    tail = f" [dim]({', '.join(marks)})[/dim]" if marks else ""
+    stamp = f"[dim]{when(entry.sent_at)}[/dim]"
+    return f"{stamp} [bold]{escape(who)}[/bold]: {escape(entry.text)}{tail}"
+
+
+def entry_json(chat_id: str, entry: MessageEntry | NoticeEntry) -> dict[str, Any]:
+    return {"chat": chat_id, **entry.model_dump(mode="json")}
+
+
+def codes_text(codes: SasCodes) -> str:
+    emoji = "   ".join(f"{e} {name}" for e, name in codes.emoji)
+    numbers = " ".join(str(n) for n in codes.decimals)
+    return f"{emoji}\n[dim]or the numbers[/dim] [bold]{numbers}[/bold]"
+
+
+def safety_text(number: str) -> str:
+    groups = number.split()
+    return "\n".join(" ".join(groups[i : i + 4]) for i in range(0, len(groups), 4))
+
+
+__all__ = ["chat_title", "codes_text", "entry_json", "entry_line", "safety_text", "ttl_text"]

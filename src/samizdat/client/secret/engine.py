@@ -1,0 +1,1104 @@
+"""Secret chats for the SDK: ``SecretChats`` on top of a connected ``Client``.
+
+::
+
+    vault = Vault.open(profile_dir, passphrase)
+    async with Client(profile=profile_dir) as client:
+        secret = SecretChats(client, vault)
+        await secret.open()                     # keys published, waiting messages decrypted
+        secret.on(SecretMessage)(print)
+        await secret.send("@bob", "the press is in the cellar", ttl=60)
+
+Every message is encrypted on this device, once per receiving device (Olm) or once per
+group with a Megolm session shared over Olm, and goes to all of the peer's devices and to
+this user's other devices. The server only relays ciphertext. What arrives is checked
+before it is shown: who it claims to be from and for, its place in the sender's sequence
+(gaps, late arrivals and replays become notices, never silent), and for groups that the
+sender is a member. Keys and state are saved in the vault before anything is acknowledged
+to the server, so a crash loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from samizdat.client.client import Client
+from samizdat.client.secret.devices import Change, DeviceDirectory
+from samizdat.client.secret.events import SecretMessage, SecretNotice, VerificationRequested
+from samizdat.client.secret.history import HistoryStore
+from samizdat.client.secret.outbox import Outgoing, plan
+from samizdat.client.secret.payloads import (
+    DEVICE_ENVELOPE,
+    GROUP_ENVELOPE,
+    MAX_SECRET_GROUP_MEMBERS,
+    Body,
+    ChatStarted,
+    DeviceEnvelope,
+    GroupEnvelope,
+    GroupLeave,
+    GroupState,
+    Read,
+    RoomKey,
+    SasAccept,
+    SasCancel,
+    SasKey,
+    SasMac,
+    SasStart,
+    SetTtl,
+    Text,
+    ttl_valid,
+)
+from samizdat.client.secret.state import (
+    Arrival,
+    DeviceChange,
+    GroupInfo,
+    GroupSessionInfo,
+    KnownDevice,
+    MessageEntry,
+    NoticeLevel,
+    OutboundInfo,
+    SecretChat,
+    SecretState,
+    Stream,
+    Trust,
+    VerificationRequest,
+)
+from samizdat.crypto.e2ee import OlmError
+from samizdat.crypto.megolm import MegolmError, split_group_message
+from samizdat.crypto.secret_keys import SecretKeys
+from samizdat.crypto.vault import Vault
+from samizdat.protocol.errors import Conflict, ErrorCode, NotFound, SamizdatError
+from samizdat.protocol.models import SecretMessageUpdate
+
+log = logging.getLogger(__name__)
+
+WEEK = 7 * 24 * 3600.0
+#: A group session is replaced after this many messages (and after a week, and whenever
+#: the members or their devices shrink).
+ROTATE_AFTER_MESSAGES = 100
+ONE_TIME_KEYS = 50
+ONE_TIME_KEYS_THRESHOLD = 20
+_SEND_ATTEMPTS = 3
+_RETRY_CODES = {ErrorCode.DEVICE_LIST_CHANGED, ErrorCode.DEVICE_NOT_FOUND}
+
+Event = SecretMessage | SecretNotice | VerificationRequested
+Handler = Callable[[Any], Awaitable[None] | None]
+ConfirmDevices = Callable[[list[KnownDevice]], Awaitable[bool]]
+
+
+class UnverifiedDevices(Conflict):
+    """A verified peer has a device nobody verified (new, or its keys changed)."""
+
+    def __init__(self, devices: list[KnownDevice]) -> None:
+        names = ", ".join(f"user {d.user_id} device {d.device_id}" for d in devices)
+        super().__init__(
+            f"not sent: {names} is new and unverified; verify it "
+            "(samizdat secret verify) or allow unverified devices for this send",
+            code=ErrorCode.DEVICE_UNVERIFIED,
+        )
+        self.devices = devices
+
+
+def new_message_id() -> str:
+    return secrets.token_hex(16)
+
+
+class SecretChats:
+    def __init__(
+        self,
+        client: Client,
+        vault: Vault,
+        *,
+        clock: Callable[[], float] = time.time,
+        confirm_new_devices: ConfirmDevices | None = None,
+    ) -> None:
+        self.client = client
+        self.vault = vault
+        self.clock = clock
+        self.confirm_new_devices = confirm_new_devices
+        self.history_store = HistoryStore(vault)
+        self._lock = asyncio.Lock()
+        self._handlers: list[tuple[type, Handler]] = []
+        self._events: list[Event] = []
+        self._to_ack: list[int] = []
+        self._dirty = False
+        self._flush_task: asyncio.Task[None] | None = None
+        self._sas_watch: dict[int, asyncio.Queue[Any]] = {}  # user id -> a running verify
+        self.keys: SecretKeys
+        self.state: SecretState
+        self.directory: DeviceDirectory
+        self.user_id = 0
+        self.device_id = 0
+        self.opened = False
+        self._listening = False
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Load (or create and publish) this device's keys, then decrypt what is waiting."""
+        session = self.client.session
+        if session is None or self.client.me is None:
+            raise SamizdatError("sign in before opening secret chats", code=ErrorCode.UNAUTHORIZED)
+        self.user_id, self.device_id = session.user_id, session.device_id
+        stored = self.vault.load_device()
+        state = SecretState.model_validate_json(stored[1]) if stored else SecretState()
+        for chat in state.chats.values():
+            self.history_store.load(chat)
+        if stored is None or stored[0].device.device_id != self.device_id:
+            # A new device (or this profile logged in again): a fresh identity; the old
+            # device's sessions and counts mean nothing now, its chats and history stay.
+            self.keys = SecretKeys.create(self.device_id)
+            state = state.model_copy(
+                update={"device_id": self.device_id, "sent": {}, "received": {}, "processed": []}
+            )
+            state.group_sessions.clear()
+            state.outbound.clear()
+            self.state = state
+            await self._publish_keys(new_device=True)
+        else:
+            self.keys, self.state = stored[0], state
+            await self._publish_keys(new_device=False)
+        self.directory = DeviceDirectory(
+            self.client,
+            self.keys,
+            self.state,
+            user_id=self.user_id,
+            device_id=self.device_id,
+            clock=self.clock,
+        )
+        if not self._listening:
+            self.client.on(SecretMessageUpdate)(self._on_push)
+            self._listening = True
+        self.opened = True
+        await self.purge_expired()
+        await self.sync()
+
+    async def _publish_keys(self, *, new_device: bool) -> None:
+        """Publish (or top up) keys. New private keys are saved before the server gets the
+        public halves: a key the server hands out must never be one this device forgot."""
+        device = self.keys.device
+        params: dict[str, Any] = device.device_keys_upload(self.user_id, self.device_id)
+        if new_device:
+            params["one_time_keys"] = device.new_one_time_keys(ONE_TIME_KEYS)
+            params["fallback_key"] = device.new_fallback_key()
+        else:
+            count = await self.client.call("keys.count")
+            held = int(count["one_time_key_count"])
+            if held >= ONE_TIME_KEYS_THRESHOLD and count["fallback_key"]:
+                return
+            if held < ONE_TIME_KEYS_THRESHOLD:
+                params["one_time_keys"] = device.new_one_time_keys(ONE_TIME_KEYS - held)
+            if not count["fallback_key"]:
+                params["fallback_key"] = device.new_fallback_key()
+        self._save()
+        await self.client.call("keys.upload", **params)
+
+    async def close(self) -> None:
+        await self.flush()
+
+    def on(self, event_type: type) -> Callable[[Handler], Handler]:
+        """Register a handler for ``SecretMessage``, ``SecretNotice`` or
+        ``VerificationRequested``."""
+
+        def register(handler: Handler) -> Handler:
+            self._handlers.append((event_type, handler))
+            return handler
+
+        return register
+
+    # --- saving and acknowledging ------------------------------------------------------------
+    def _save(self) -> None:
+        self.history_store.save(self.state.chats)  # first: the state counts its segments
+        self.vault.save_device(self.keys, self.state.model_dump_json().encode())
+        self._dirty = False
+
+    async def flush(self) -> None:
+        """Save, then acknowledge what was processed (so the server may delete it)."""
+        async with self._lock:
+            if self._dirty or self.history_store.dirty:
+                self._save()
+            ids, self._to_ack = self._to_ack, []
+        for start in range(0, len(ids), 200):
+            with contextlib.suppress(SamizdatError):  # unacknowledged ones come again; skipped
+                await self.client.ack_secret(ids[start : start + 200])
+        await self._emit()
+
+    def _flush_soon(self) -> None:
+        if self._flush_task is None or self._flush_task.done():
+            self._flush_task = asyncio.create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(0)  # let a burst of pushes coalesce into one save
+        try:
+            await self.flush()
+        except Exception:  # the next flush retries; a listener must not die of it
+            log.exception("could not save secret-chat state")
+
+    async def _emit(self) -> None:
+        events, self._events = self._events, []
+        for event in events:
+            for event_type, handler in self._handlers:
+                if isinstance(event, event_type):
+                    try:
+                        result = handler(event)
+                        if inspect.isawaitable(result):
+                            await result
+                    except Exception:
+                        log.exception("secret-chat handler %r failed", handler)
+
+    # --- chats -----------------------------------------------------------------------------
+    def chats(self) -> list[SecretChat]:
+        return sorted(self.state.chats.values(), key=lambda c: c.created_at)
+
+    async def resolve(self, peer: str | int | SecretChat) -> SecretChat:
+        """The secret chat for ``@username``, ``+phone``, a user id, or a secret group's
+        title or id (it need not exist yet for a user: it is created locally)."""
+        if isinstance(peer, SecretChat):
+            return peer
+        if isinstance(peer, str) and peer in self.state.chats:
+            return self.state.chats[peer]
+        if isinstance(peer, str) and not peer.startswith(("@", "+")) and not peer.isdigit():
+            for chat in self.state.chats.values():
+                if chat.group is not None and peer in {chat.group.title, chat.id, chat.id[1:]}:
+                    return chat
+            raise NotFound(
+                f"no secret group called {peer!r}; give @username, +phone or a user id for a "
+                "1:1 secret chat",
+                code=ErrorCode.CHAT_NOT_FOUND,
+            )
+        user_id = int(peer) if isinstance(peer, int) or peer.isdigit() else None
+        if user_id is None:
+            user_id = (await self.client.resolve(str(peer))).id
+        if user_id == self.user_id:
+            raise NotFound(
+                "a secret chat needs another user (your devices already get copies)",
+                code=ErrorCode.USER_NOT_FOUND,
+            )
+        return self._direct_chat(user_id)
+
+    def _direct_chat(self, user_id: int) -> SecretChat:
+        chat_id = f"u{user_id}"
+        chat = self.state.chats.get(chat_id)
+        if chat is None:
+            chat = SecretChat(id=chat_id, peer=user_id, created_at=self.clock())
+            self.state.chats[chat_id] = chat
+            self._dirty = True
+        return chat
+
+    async def start(
+        self, peer: str | int | SecretChat, *, allow_unverified: bool = False
+    ) -> SecretChat:
+        """Start a 1:1 secret chat: Olm sessions to every device of the peer and to this
+        user's other devices, and a first message that tells them."""
+        chat = await self.resolve(peer)
+        if chat.peer is None:
+            raise NotFound("that is a secret group", code=ErrorCode.CHAT_NOT_FOUND)
+        async with self._lock:
+            await self._send_olm(chat, ChatStarted(chat=chat.id, ttl=chat.ttl), allow_unverified)
+            chat.notice(self.clock(), NoticeLevel.INFO, "started", "Secret chat started")
+            self.history_store.touch(chat)
+        await self.flush()
+        return chat
+
+    async def send(
+        self,
+        peer: str | int | SecretChat,
+        text: str,
+        *,
+        ttl: int | None = None,
+        allow_unverified: bool = False,
+    ) -> MessageEntry:
+        """Encrypt and send ``text``; ``ttl`` (seconds, 0 for none) overrides the chat's
+        self-destruct timer for this message."""
+        chat = await self.resolve(peer)
+        seconds = chat.ttl if ttl is None else ttl
+        if not ttl_valid(seconds):
+            raise SamizdatError(
+                "a self-destruct timer is 0 (off) or 5 seconds to 1 week",
+                code=ErrorCode.INVALID_PARAMS,
+            )
+        if chat.left:
+            raise NotFound("you are no longer in this secret group", code=ErrorCode.NOT_MEMBER)
+        body = Text(chat=chat.id, id=new_message_id(), text=text, ttl=seconds, sent_at=self.clock())
+        async with self._lock:
+            if chat.group is not None:
+                await self._send_group(chat, body, allow_unverified)
+            else:
+                await self._send_olm(chat, body, allow_unverified)
+            entry = MessageEntry(
+                id=body.id,
+                sender_user=self.user_id,
+                sender_device=self.device_id,
+                text=text,
+                sent_at=body.sent_at,
+                received_at=body.sent_at,
+                ttl=seconds,
+                outgoing=True,
+            )
+            chat.history.append(entry)
+            self.history_store.touch(chat)
+        await self.flush()
+        return entry
+
+    async def set_ttl(self, peer: str | int | SecretChat, seconds: int) -> SecretChat:
+        """Set the chat's self-destruct timer for new messages, on every end."""
+        if not ttl_valid(seconds):
+            raise SamizdatError(
+                "a self-destruct timer is 0 (off) or 5 seconds to 1 week",
+                code=ErrorCode.INVALID_PARAMS,
+            )
+        chat = await self.resolve(peer)
+        async with self._lock:
+            await self._send_olm(chat, SetTtl(chat=chat.id, ttl=seconds), allow_unverified=True)
+            chat.ttl = seconds
+            chat.notice(self.clock(), NoticeLevel.INFO, "ttl", _ttl_text("You", seconds))
+            self.history_store.touch(chat)
+        await self.flush()
+        return chat
+
+    async def mark_read(self, peer: str | int | SecretChat) -> list[MessageEntry]:
+        """The person has seen the chat: timers of its unread messages start, here and (by a
+        read receipt) on the senders' devices."""
+        chat = await self.resolve(peer)
+        async with self._lock:
+            read, first = chat.read_unread(self.clock())
+            if not read:
+                return []
+            self.history_store.touch(chat, first)
+            ids = [e.id for e in read]
+            try:
+                for start in range(0, len(ids), 100):
+                    body = Read(chat=chat.id, ids=ids[start : start + 100])
+                    await self._send_olm(chat, body, allow_unverified=True)
+            except SamizdatError as exc:  # the receipt is a courtesy; reading succeeded
+                log.warning("could not send a read receipt: %s", exc.code)
+        await self.flush()
+        return read
+
+    async def purge_expired(self) -> int:
+        """Delete every message whose self-destruct time has come; returns how many chats
+        changed."""
+        changed = 0
+        async with self._lock:
+            now = self.clock()
+            for chat in self.state.chats.values():
+                first = chat.purge_expired(now)
+                if first is not None:
+                    self.history_store.touch(chat, first)
+                    changed += 1
+        if changed:
+            await self.flush()
+        return changed
+
+    def next_expiry(self) -> float | None:
+        times = [
+            e.expires_at
+            for c in self.state.chats.values()
+            for e in c.history
+            if isinstance(e, MessageEntry) and e.expires_at is not None
+        ]
+        return min(times, default=None)
+
+    # --- groups ----------------------------------------------------------------------------
+    async def create_group(
+        self, title: str, members: Sequence[str | int], *, allow_unverified: bool = False
+    ) -> SecretChat:
+        """Create a secret group (you are its admin) and tell every member's devices."""
+        user_ids = {await self._user_id(m) for m in members} - {self.user_id}
+        if len(user_ids) + 1 > MAX_SECRET_GROUP_MEMBERS:
+            raise SamizdatError(
+                f"a secret group has at most {MAX_SECRET_GROUP_MEMBERS} members",
+                code=ErrorCode.INVALID_PARAMS,
+            )
+        group_id = secrets.token_hex(16)
+        chat = SecretChat(
+            id=f"g{group_id}",
+            group=GroupInfo(
+                title=title, admin=self.user_id, members=sorted({*user_ids, self.user_id})
+            ),
+            created_at=self.clock(),
+        )
+        async with self._lock:
+            self.state.chats[chat.id] = chat
+            self._dirty = True
+            await self._send_group_state(chat, chat.member_ids(self.user_id), allow_unverified)
+            chat.notice(self.clock(), NoticeLevel.INFO, "group", f"You created {title!r}")
+            self.history_store.touch(chat)
+        await self.flush()
+        return chat
+
+    async def add_members(
+        self, group: str, members: Sequence[str | int], *, allow_unverified: bool = False
+    ) -> SecretChat:
+        chat = self._admin_group(await self.resolve(group))
+        assert chat.group is not None
+        added = {await self._user_id(m) for m in members} - set(chat.group.members)
+        if len(chat.group.members) + len(added) > MAX_SECRET_GROUP_MEMBERS:
+            raise SamizdatError(
+                f"a secret group has at most {MAX_SECRET_GROUP_MEMBERS} members",
+                code=ErrorCode.INVALID_PARAMS,
+            )
+        async with self._lock:
+            chat.group.members = sorted({*chat.group.members, *added})
+            chat.group.epoch += 1
+            await self._send_group_state(chat, chat.member_ids(self.user_id), allow_unverified)
+            chat.notice(self.clock(), NoticeLevel.INFO, "group", f"Added {sorted(added)}")
+            self.history_store.touch(chat)
+        await self.flush()
+        return chat
+
+    async def remove_member(self, group: str, member: str | int) -> SecretChat:
+        """Remove a member: they are told, and every remaining member's next message uses a
+        new group session they never get."""
+        chat = self._admin_group(await self.resolve(group))
+        assert chat.group is not None
+        removed = await self._user_id(member)
+        if removed not in chat.group.members or removed == self.user_id:
+            raise NotFound("not a member of this secret group", code=ErrorCode.USER_NOT_FOUND)
+        async with self._lock:
+            before = chat.member_ids(self.user_id)
+            chat.group.members = [m for m in chat.group.members if m != removed]
+            chat.group.epoch += 1
+            await self._send_group_state(chat, before, allow_unverified=True)
+            self._rotate(chat.id[1:])
+            chat.notice(self.clock(), NoticeLevel.INFO, "group", f"Removed user {removed}")
+            self.history_store.touch(chat)
+        await self.flush()
+        return chat
+
+    async def leave_group(self, group: str) -> None:
+        chat = await self.resolve(group)
+        if chat.group is None or chat.left:
+            raise NotFound("not a secret group you are in", code=ErrorCode.CHAT_NOT_FOUND)
+        async with self._lock:
+            await self._send_olm(chat, GroupLeave(group=chat.id[1:]), allow_unverified=True)
+            chat.left = True
+            self._rotate(chat.id[1:])
+            chat.notice(self.clock(), NoticeLevel.INFO, "group", "You left the group")
+            self.history_store.touch(chat)
+        await self.flush()
+
+    def _admin_group(self, chat: SecretChat) -> SecretChat:
+        if chat.group is None or chat.left:
+            raise NotFound("not a secret group you are in", code=ErrorCode.CHAT_NOT_FOUND)
+        if chat.group.admin != self.user_id:
+            raise SamizdatError(
+                "only the group's creator can change its members", code=ErrorCode.NOT_ADMIN
+            )
+        return chat
+
+    async def _user_id(self, who: str | int) -> int:
+        if isinstance(who, int) or who.isdigit():
+            return int(who)
+        return (await self.client.resolve(who)).id
+
+    async def _send_group_state(
+        self, chat: SecretChat, to: list[int], allow_unverified: bool
+    ) -> None:
+        assert chat.group is not None
+        body = GroupState(
+            group=chat.id[1:],
+            title=chat.group.title,
+            admin=chat.group.admin,
+            members=chat.group.members,
+            epoch=chat.group.epoch,
+            ttl=chat.ttl,
+        )
+        await self._fan_out(
+            to, lambda devices, otks: self._olm_outgoing(to, devices, otks, body), allow_unverified
+        )
+
+    def _rotate(self, group_id: str) -> None:
+        self.keys.drop_outbound(group_id)
+        self.state.outbound.pop(group_id, None)
+        self._dirty = True
+
+    # --- sending -----------------------------------------------------------------------------
+    async def _send_olm(self, chat: SecretChat, body: Body, allow_unverified: bool) -> None:
+        users = chat.member_ids(self.user_id)
+        await self._fan_out(
+            users,
+            lambda devices, otks: self._olm_outgoing(users, devices, otks, body),
+            allow_unverified,
+            need_peer=chat.peer,
+        )
+
+    def _olm_outgoing(
+        self,
+        users: list[int],
+        devices: list[KnownDevice],
+        otks: dict[int, str],
+        body: Body,
+        *,
+        group_key_of: str | None = None,
+    ) -> Outgoing:
+        return Outgoing(
+            recipients=users,
+            olm=[(d, self._seal(d, otks, body, group_key_of)) for d in devices],
+        )
+
+    def _seal(
+        self, device: KnownDevice, otks: dict[int, str], body: Body, group_key_of: str | None
+    ) -> dict[str, Any]:
+        envelope = DeviceEnvelope(
+            sender_user=self.user_id,
+            sender_device=self.device_id,
+            recipient_user=device.user_id,
+            recipient_device=device.device_id,
+            recipient_key=device.identity_key,
+            n=self.state.next_count(device.identity_key),
+            body=body,
+        )
+        return self.keys.encrypt_to_device(
+            device.identity_key,
+            otks.get(device.device_id),
+            envelope.model_dump(mode="json"),
+            group_key_of=group_key_of,
+        )
+
+    async def _fan_out(
+        self,
+        users: list[int],
+        build: Callable[[list[KnownDevice], dict[int, str]], Outgoing],
+        allow_unverified: bool,
+        *,
+        need_peer: int | None = None,
+    ) -> list[KnownDevice]:
+        """Encrypt for every current device of ``users`` and relay; a device list the server
+        says is stale is fetched again and the send redone (at most three times)."""
+        for attempt in range(_SEND_ATTEMPTS):
+            devices, changes = await self.directory.devices_of(users, refresh=attempt > 0)
+            self._note_changes(changes)
+            if need_peer is not None and not any(d.user_id == need_peer for d in devices):
+                if attempt == 0:
+                    continue  # perhaps the list is old: look again
+                raise NotFound(
+                    "that user has no device that can receive secret chats yet (each device "
+                    "publishes its keys when it logs in, or on its first `samizdat secret` "
+                    "command)",
+                    code=ErrorCode.DEVICE_NOT_FOUND,
+                )
+            await self._check_trust(devices, allow_unverified)
+            otks = await self.directory.one_time_keys(devices)
+            counts = dict(self.state.sent)
+            requests = plan(build(devices, otks))
+            self._dirty = True  # sessions moved on, whatever happens next
+            delivered: set[int] = set()
+            try:
+                for params in requests:
+                    await self.client.call("secret.send", **params)
+                    delivered.update(m["device_id"] for m in params.get("messages", []))
+            except SamizdatError as exc:
+                # Counts go back for devices that got nothing, so their next number follows
+                # the last one they saw; the ones that did get theirs keep them.
+                for device in devices:
+                    if device.device_id not in delivered:
+                        self._restore_count(device.identity_key, counts)
+                self._save()
+                if exc.code not in _RETRY_CODES or attempt == _SEND_ATTEMPTS - 1:
+                    raise
+                continue
+            self._save()
+            return devices
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _restore_count(self, identity_key: str, counts: dict[str, int]) -> None:
+        if identity_key in counts:
+            self.state.sent[identity_key] = counts[identity_key]
+        else:
+            self.state.sent.pop(identity_key, None)
+
+    async def _check_trust(self, devices: list[KnownDevice], allow_unverified: bool) -> None:
+        risky = [
+            d
+            for d in devices
+            if d.user_id != self.user_id
+            and d.trust is Trust.NEW
+            and self.state.user_verified(d.user_id)
+        ]
+        if not risky or allow_unverified:
+            return
+        if self.confirm_new_devices is not None and await self.confirm_new_devices(risky):
+            for device in risky:
+                device.trust = Trust.ACCEPTED
+            self._dirty = True
+            return
+        raise UnverifiedDevices(risky)
+
+    async def _send_group(self, chat: SecretChat, body: Text, allow_unverified: bool) -> None:
+        group_id = chat.id[1:]
+        users = chat.member_ids(self.user_id)
+        shared: list[str] = []
+        built = False
+
+        def build(devices: list[KnownDevice], otks: dict[int, str]) -> Outgoing:
+            nonlocal built
+            if built:  # a retry: the last session's index moved past what anyone received
+                self._rotate(group_id)
+            built = True
+            outbound, info = self._outbound_for(group_id, users, devices)
+            need_key = [d for d in devices if d.identity_key not in info.shared_with]
+            shared[:] = [d.identity_key for d in need_key]
+            key_body = RoomKey(group=group_id, session_id=outbound.session_id)
+            olm = [(d, self._seal(d, otks, key_body, group_id)) for d in need_key]
+            envelope = GroupEnvelope(
+                group=group_id, sender_user=self.user_id, sender_device=self.device_id, body=body
+            )
+            ciphertext = self.keys.encrypt_group(group_id, envelope.model_dump(mode="json"))
+            return Outgoing(users, olm, ciphertext, devices)
+
+        try:
+            await self._fan_out(users, build, allow_unverified)
+        except SamizdatError:
+            self._rotate(group_id)  # its index moved past what anyone received
+            raise
+        self.state.outbound[group_id].shared_with.extend(shared)
+
+    def _outbound_for(
+        self, group_id: str, users: list[int], devices: list[KnownDevice]
+    ) -> tuple[Any, OutboundInfo]:
+        """This device's group session, replaced when a week old, after 100 messages, when
+        a member or a device it was shared with is gone, or after a failed send."""
+        outbound = self.keys.outbound(group_id)
+        info = self.state.outbound.get(group_id)
+        now = self.clock()
+        live = {d.identity_key for d in devices}
+        if (
+            outbound is None
+            or info is None
+            or info.session_id != outbound.session_id
+            or outbound.message_index >= ROTATE_AFTER_MESSAGES
+            or now - outbound.created_at >= WEEK
+            or not set(info.members) <= set(users)
+            or not set(info.shared_with) <= live
+        ):
+            outbound = self.keys.new_outbound(group_id, now)
+            info = OutboundInfo(session_id=outbound.session_id, members=users)
+            self.state.outbound[group_id] = info
+            self.state.group_sessions[outbound.session_id] = GroupSessionInfo(
+                group=group_id,
+                sender_user=self.user_id,
+                sender_device=self.device_id,
+                sender_key=self.keys.identity_key,
+                seen=Stream(last=outbound.message_index),
+            )
+        return outbound, info
+
+    # --- receiving ---------------------------------------------------------------------------
+    async def sync(self) -> int:
+        """Fetch and decrypt everything waiting for this device; returns how many."""
+        total = 0
+        while True:
+            waiting = await self.client.pending_secret(limit=100)
+            for raw in waiting:
+                await self._receive(SecretMessageUpdate.model_validate(raw))
+            total += len(waiting)
+            await self.flush()
+            await self._emit()
+            if len(waiting) < 100:
+                return total
+
+    async def _on_push(self, update: SecretMessageUpdate) -> None:
+        if not self.opened:
+            return  # it stays queued on the server; open() fetches it
+        await self._receive(update)
+        self._flush_soon()
+        await self._emit()
+
+    async def _receive(self, update: SecretMessageUpdate) -> None:
+        async with self._lock:
+            if self.state.was_processed(update.id):
+                self._to_ack.append(update.id)
+                return
+            try:
+                await self._process(update)
+            except SamizdatError as exc:  # e.g. the server unreachable mid-way: try again later
+                log.warning("could not process a secret message now: %s", exc.code)
+                return
+            self.state.mark_processed(update.id)
+            self._to_ack.append(update.id)
+            self._dirty = True
+
+    async def _process(self, update: SecretMessageUpdate) -> None:
+        sender, changes = await self.directory.device(
+            update.sender_user_id, update.sender_device_id
+        )
+        self._note_changes(changes)
+        fallback_chat = self._fallback_chat(update.sender_user_id)
+        if sender is None:
+            self._alert(
+                fallback_chat,
+                "unknown_device",
+                f"A secret message claimed to come from user {update.sender_user_id}'s device "
+                f"{update.sender_device_id}, which has no valid keys: it was dropped",
+            )
+            return
+        if update.olm_type == 2:
+            self._process_group(update, sender, fallback_chat)
+            return
+        try:
+            opened = self.keys.decrypt_from_device(
+                sender.identity_key, update.olm_type, update.ciphertext
+            )
+            envelope = DEVICE_ENVELOPE.validate_python(opened.payload)
+        except (OlmError, ValidationError):
+            self._alert(
+                fallback_chat,
+                "undecryptable",
+                f"A secret message from {self._who(sender)} could not be decrypted "
+                "(altered, replayed, or sent to an old key); it is not shown",
+            )
+            return
+        if (
+            envelope.sender_user != update.sender_user_id
+            or envelope.sender_device != update.sender_device_id
+            or envelope.recipient_user != self.user_id
+            or envelope.recipient_device != self.device_id
+            or envelope.recipient_key != self.keys.identity_key
+        ):
+            self._alert(
+                fallback_chat,
+                "misaddressed",
+                f"A secret message from {self._who(sender)} was not addressed to this device "
+                "as it claims; it was dropped",
+            )
+            return
+        body = envelope.body
+        chat = self._chat_for(body, sender, fallback_chat)
+        arrival, missing = self.state.received.setdefault(sender.identity_key, Stream()).observe(
+            envelope.n
+        )
+        if arrival is Arrival.REPLAY:
+            self._alert(
+                chat, "replay", f"A replayed secret message from {self._who(sender)} was ignored"
+            )
+            return
+        if arrival is Arrival.GAP:
+            self._alert(chat, "gap", _gap_text(missing, self._who(sender)))
+        late = arrival is Arrival.LATE
+        if opened.group_key is not None:
+            self._accept_room_key(body, sender, opened.group_key, chat)
+            return
+        await self._apply(body, sender, chat, late)
+
+    def _process_group(
+        self, update: SecretMessageUpdate, sender: KnownDevice, fallback_chat: str
+    ) -> None:
+        try:
+            session_id, _ = split_group_message(update.ciphertext)
+        except MegolmError:
+            session_id = ""
+        info = self.state.group_sessions.get(session_id)
+        chat_id = f"g{info.group}" if info is not None else fallback_chat
+        try:
+            opened, payload = self.keys.decrypt_group(update.ciphertext)
+            envelope = GROUP_ENVELOPE.validate_python(payload)
+        except (MegolmError, ValidationError):
+            self._alert(
+                chat_id,
+                "undecryptable",
+                f"A group message from {self._who(sender)} could not be decrypted: it was sent "
+                "before this device joined or after you were removed, or it was altered",
+            )
+            return
+        if (
+            info is None
+            or (info.sender_user, info.sender_device, info.sender_key)
+            != (update.sender_user_id, update.sender_device_id, sender.identity_key)
+            or (envelope.group, envelope.sender_user, envelope.sender_device)
+            != (info.group, update.sender_user_id, update.sender_device_id)
+            or envelope.body.chat != chat_id
+        ):
+            self._alert(
+                chat_id,
+                "misaddressed",
+                f"A group message relayed as from {self._who(sender)} was sealed by someone "
+                "else; it was dropped",
+            )
+            return
+        chat = self.state.chats.get(chat_id)
+        if chat is None or chat.group is None or update.sender_user_id not in chat.group.members:
+            self._alert(
+                chat_id,
+                "not_member",
+                f"A group message from non-member {self._who(sender)} was ignored",
+            )
+            return
+        arrival, missing = info.seen.observe(opened.message_index + 1)
+        if arrival is Arrival.REPLAY:
+            self._alert(
+                chat_id, "replay", f"A replayed group message from {self._who(sender)} was ignored"
+            )
+            return
+        if arrival is Arrival.GAP:
+            self._alert(chat_id, "gap", _gap_text(missing, self._who(sender)))
+        self._add_text(chat, envelope.body, sender, arrival is Arrival.LATE)
+
+    def _fallback_chat(self, sender_user: int) -> str:
+        return f"u{sender_user}" if sender_user != self.user_id else ""
+
+    def _chat_for(self, body: Body, sender: KnownDevice, fallback: str) -> str:
+        """The local chat a payload belongs to, from the sender's naming of it."""
+        ref = getattr(body, "chat", None)
+        if ref is None:
+            group = getattr(body, "group", None)
+            return f"g{group}" if group else fallback
+        if ref.startswith("g"):
+            return str(ref)
+        if sender.user_id == self.user_id:
+            return str(ref)  # my other device, writing to that peer
+        return f"u{sender.user_id}" if ref == f"u{self.user_id}" else ""
+
+    def _accept_room_key(self, body: Body, sender: KnownDevice, key: Any, chat_id: str) -> None:
+        chat = self.state.chats.get(chat_id)
+        if (
+            not isinstance(body, RoomKey)
+            or body.session_id != key.session_id
+            or chat is None
+            or chat.group is None
+            or sender.user_id not in chat.group.members
+        ):
+            self._alert(
+                chat_id or self._fallback_chat(sender.user_id),
+                "bad_key",
+                f"A group key from {self._who(sender)} for a group they are not in was refused",
+            )
+            return
+        try:
+            self.keys.accept(key)
+        except MegolmError:
+            self._alert(
+                chat_id, "bad_key", f"A malformed group key from {self._who(sender)} was refused"
+            )
+            return
+        first = self.keys.inbound.first_index(body.session_id)
+        self.state.group_sessions[body.session_id] = GroupSessionInfo(
+            group=body.group,
+            sender_user=sender.user_id,
+            sender_device=sender.device_id,
+            sender_key=sender.identity_key,
+            seen=Stream(last=first),
+        )
+
+    async def _apply(self, body: Body, sender: KnownDevice, chat_id: str, late: bool) -> None:
+        match body:
+            case Text():
+                chat = self._known_or_direct(chat_id)
+                if chat is not None and chat.group is None:
+                    self._add_text(chat, body, sender, late)
+                elif chat_id:
+                    self._alert(
+                        chat_id, "misaddressed", "A group text arrived outside the group; ignored"
+                    )
+            case ChatStarted():
+                chat = self._known_or_direct(chat_id)
+                if chat is not None and sender.user_id != self.user_id:
+                    chat.ttl = body.ttl
+                    self._notice(
+                        chat,
+                        NoticeLevel.INFO,
+                        "started",
+                        f"{self._who(sender)} started a secret chat",
+                    )
+            case Read():
+                chat = self.state.chats.get(chat_id)
+                if chat is not None:
+                    first = chat.start_timers(
+                        set(body.ids), self.clock(), outgoing=sender.user_id != self.user_id
+                    )
+                    if first is not None:
+                        self.history_store.touch(chat, first)
+            case SetTtl():
+                chat = self._known_or_direct(chat_id)
+                if chat is not None:
+                    chat.ttl = body.ttl
+                    self._notice(
+                        chat, NoticeLevel.INFO, "ttl", _ttl_text(self._who(sender), body.ttl)
+                    )
+            case GroupState():
+                self._apply_group_state(body, sender)
+            case GroupLeave():
+                chat = self.state.chats.get(chat_id)
+                if (
+                    chat is not None
+                    and chat.group is not None
+                    and sender.user_id in chat.group.members
+                ):
+                    chat.group.members = [m for m in chat.group.members if m != sender.user_id]
+                    self._rotate(body.group)
+                    self._notice(chat, NoticeLevel.INFO, "group", f"User {sender.user_id} left")
+            case RoomKey():
+                self._alert(chat_id, "bad_key", "A group-key message without a key was ignored")
+            case SasStart() | SasAccept() | SasKey() | SasMac() | SasCancel():
+                self._on_sas(body, sender)
+
+    def _known_or_direct(self, chat_id: str) -> SecretChat | None:
+        if not chat_id:
+            return None
+        if chat_id in self.state.chats:
+            return self.state.chats[chat_id]
+        if chat_id.startswith("u"):
+            return self._direct_chat(int(chat_id[1:]))
+        return None
+
+    def _add_text(self, chat: SecretChat, body: Text, sender: KnownDevice, late: bool) -> None:
+        if chat.message(body.id) is not None:
+            return  # a resend after a partly failed send: already here
+        entry = MessageEntry(
+            id=body.id,
+            sender_user=sender.user_id,
+            sender_device=sender.device_id,
+            text=body.text,
+            sent_at=body.sent_at,
+            received_at=self.clock(),
+            ttl=body.ttl,
+            outgoing=sender.user_id == self.user_id,
+            late=late,
+        )
+        chat.history.append(entry)
+        self.history_store.touch(chat)
+        self._events.append(SecretMessage(chat.id, entry))
+
+    def _apply_group_state(self, body: GroupState, sender: KnownDevice) -> None:
+        chat_id = f"g{body.group}"
+        chat = self.state.chats.get(chat_id)
+        if chat is None:
+            if sender.user_id != body.admin or self.user_id not in body.members:
+                self._alert(
+                    self._fallback_chat(sender.user_id),
+                    "group",
+                    "A malformed group invitation was ignored",
+                )
+                return
+            chat = SecretChat(
+                id=chat_id,
+                group=GroupInfo(
+                    title=body.title, admin=body.admin, members=body.members, epoch=body.epoch
+                ),
+                ttl=body.ttl,
+                created_at=self.clock(),
+            )
+            self.state.chats[chat_id] = chat
+            self._notice(
+                chat, NoticeLevel.INFO, "group", f"{self._who(sender)} added you to {body.title!r}"
+            )
+            return
+        group = chat.group
+        if group is None or sender.user_id != group.admin or body.admin != group.admin:
+            self._alert(
+                chat_id, "group", f"{self._who(sender)} tried to change a group they do not run"
+            )
+            return
+        if body.epoch <= group.epoch:
+            return  # an old state (or a resend): the newer one stands
+        before = set(group.members)
+        group.title, group.members, group.epoch = body.title, body.members, body.epoch
+        chat.ttl = body.ttl
+        removed, added = before - set(body.members), set(body.members) - before
+        if self.user_id not in body.members:
+            chat.left = True
+            self._rotate(body.group)
+            self._notice(chat, NoticeLevel.WARNING, "group", "You were removed from this group")
+            return
+        if removed:
+            self._rotate(body.group)
+            self._notice(chat, NoticeLevel.INFO, "group", f"Removed: users {sorted(removed)}")
+        if added:
+            self._notice(chat, NoticeLevel.INFO, "group", f"Added: users {sorted(added)}")
+
+    # --- notices -----------------------------------------------------------------------------
+    def _who(self, device: KnownDevice) -> str:
+        if device.user_id == self.user_id:
+            return f"your device {device.device_id}"
+        return f"user {device.user_id}'s device {device.device_id}"
+
+    def _notice(self, chat: SecretChat, level: NoticeLevel, code: str, text: str) -> None:
+        entry = chat.notice(self.clock(), level, code, text)
+        self.history_store.touch(chat)
+        self._events.append(SecretNotice(chat.id, entry))
+
+    def _alert(self, chat_id: str, code: str, text: str) -> None:
+        chat = self._known_or_direct(chat_id)
+        if chat is None:
+            log.warning("secret-chat alert outside any chat: %s", code)
+            return
+        self._notice(chat, NoticeLevel.ALERT, code, text)
+
+    def _note_changes(self, changes: list[Change]) -> None:
+        for change, device in changes:
+            if device.user_id == self.user_id:
+                continue
+            verified = self.state.user_verified(device.user_id)
+            chats = [
+                c
+                for c in self.state.chats.values()
+                if c.peer == device.user_id
+                or (c.group is not None and device.user_id in c.group.members)
+            ]
+            match change:
+                case DeviceChange.NEW:
+                    level = NoticeLevel.WARNING if verified else NoticeLevel.INFO
+                    text = f"User {device.user_id} has a new device ({device.device_id})" + (
+                        ", not verified: compare emoji with samizdat secret verify"
+                        if verified
+                        else ""
+                    )
+                case DeviceChange.KEYS_CHANGED:
+                    level = NoticeLevel.ALERT
+                    text = (
+                        f"The keys of user {device.user_id}'s device {device.device_id} CHANGED. "
+                        "If they did not reinstall, someone may be intercepting: compare safety "
+                        "numbers (samizdat secret fingerprint) before you trust it"
+                    )
+                case DeviceChange.GONE:
+                    level, text = (
+                        NoticeLevel.INFO,
+                        f"User {device.user_id}'s device {device.device_id} was logged out",
+                    )
+            for chat in chats:
+                self._notice(chat, level, f"device_{change.value}", text)
+            self._dirty = True
+
+    # --- verification hooks (see verify.py) --------------------------------------------------
+    def _on_sas(self, body: Any, sender: KnownDevice) -> None:
+        watcher = self._sas_watch.get(sender.user_id)
+        if watcher is not None:
+            watcher.put_nowait((body, sender))
+            return
+        if isinstance(body, SasStart) and sender.user_id != self.user_id:
+            self.state.verification_requests[body.txn] = VerificationRequest(
+                user_id=sender.user_id, device_id=sender.device_id, at=self.clock()
+            )
+            self._events.append(VerificationRequested(sender.user_id, sender.device_id, body.txn))
+
+
+def _gap_text(missing: int, who: str) -> str:
+    plural = "message" if missing == 1 else "messages"
+    return (
+        f"{missing} secret {plural} from {who} did not arrive (dropped or delayed by the "
+        "server, or expired before this device fetched them)"
+    )
+
+
+def _ttl_text(who: str, seconds: int) -> str:
+    if seconds == 0:
+        return f"{who} turned the self-destruct timer off"
+    return f"{who} set messages to self-destruct {seconds} s after they are read"
+
+
+__all__ = [
+    "ONE_TIME_KEYS",
+    "ROTATE_AFTER_MESSAGES",
+    "WEEK",
+    "SecretChats",
+    "UnverifiedDevices",
+    "new_message_id",
+]

@@ -1,0 +1,64 @@
+"""Secret chats' histories in the vault, in sealed segments.
+
+A chat's history is cut into segments of ``SEGMENT`` entries, each its own sealed file, so a
+new message rewrites only the last segment instead of the whole history. Changes further
+back (a message read, one deleted by its timer) rewrite from the segment they touch. When
+self-destructing messages shrink a history, the segments past its end are deleted.
+"""
+
+from __future__ import annotations
+
+from pydantic import TypeAdapter
+
+from samizdat.client.secret.state import Entry, SecretChat
+from samizdat.crypto.vault import Vault
+
+SEGMENT = 256
+_ENTRIES = TypeAdapter(list[Entry])
+
+
+def _section(chat_id: str, index: int) -> str:
+    return f"h_{chat_id}_{index}"
+
+
+class HistoryStore:
+    def __init__(self, vault: Vault) -> None:
+        self.vault = vault
+        self._dirty: dict[str, int] = {}  # chat id -> first entry changed
+
+    def load(self, chat: SecretChat) -> None:
+        entries: list[Entry] = []
+        for index in range(chat.segments):
+            raw = self.vault.read(_section(chat.id, index))
+            if raw is not None:
+                entries.extend(_ENTRIES.validate_json(raw))
+        chat.history = entries
+
+    def touch(self, chat: SecretChat, first: int | None = None) -> None:
+        """Entries from ``first`` on (default: the last one) changed or were added."""
+        index = len(chat.history) - 1 if first is None else first
+        index = max(index, 0)
+        self._dirty[chat.id] = min(self._dirty.get(chat.id, index), index)
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._dirty)
+
+    def save(self, chats: dict[str, SecretChat]) -> None:
+        """Write the changed segments (before the state that counts them is saved)."""
+        for chat_id, first in sorted(self._dirty.items()):
+            chat = chats.get(chat_id)
+            history = chat.history if chat is not None else []
+            needed = -(-len(history) // SEGMENT)
+            for index in range(first // SEGMENT, needed):
+                part = history[index * SEGMENT : (index + 1) * SEGMENT]
+                self.vault.write(_section(chat_id, index), _ENTRIES.dump_json(part))
+            old = chat.segments if chat is not None else needed
+            for index in range(needed, max(old, needed) + 1):
+                self.vault.remove(_section(chat_id, index))
+            if chat is not None:
+                chat.segments = needed
+        self._dirty.clear()
+
+
+__all__ = ["SEGMENT", "HistoryStore"]
