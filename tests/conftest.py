@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from samizdat.client import Client
-from tests.harness import IN_CI, ServerProcess, postgres_available, signed_in
+from tests.cli_runner import Listener, Person, sign_in_profile
+from tests.harness import IN_CI, ServerProcess, new_test_phone, postgres_available, signed_in
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -60,3 +63,32 @@ async def carol(server: ServerProcess) -> AsyncIterator[Client]:
     client = await signed_in(server.url, "Carol")
     yield client
     await client.close()
+
+
+@pytest.fixture
+def person(server: ServerProcess, tmp_path: Path) -> Callable[..., Person]:
+    """Make a logged-in profile through the SDK: ``person("Bob", username=True)``."""
+
+    made = itertools.count()
+
+    def make(name: str, *, username: bool = False, phone: str | None = None) -> Person:
+        phone = phone or new_test_phone()[0]
+        handle = f"{name.lower()}_{phone[-8:]}" if username else None
+        profile = tmp_path / f"{name.lower()}-{next(made)}"
+        user_id = asyncio.run(sign_in_profile(server.url, profile, phone, name, handle))
+        return Person(profile, phone, user_id, name, handle)
+
+    return make
+
+
+@pytest.fixture
+def listen() -> Iterator[Callable[..., Listener]]:
+    started: list[Listener] = []
+
+    def start(profile: Path, env: dict[str, str] | None = None) -> Listener:
+        started.append(Listener(profile, env))
+        return started[-1]
+
+    yield start
+    for listener in started:
+        listener.close()

@@ -7,172 +7,18 @@ than a CLI process; everything the test is about goes through the console script
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import json
-import os
-import queue
 import re
 import signal
-import subprocess
-import sys
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from samizdat.client import Client
+from tests.cli_runner import Listener, Person, ok, samizdat
 from tests.harness import ServerProcess, new_test_phone
 
 pytestmark = pytest.mark.slow
-
-_SCRIPT = Path(sys.executable).with_name("samizdat")
-COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "samizdat"]
-# Wide, colourless output so human text is not wrapped or styled in assertions.
-ENV = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
-ENV.pop("SAMIZDAT_PROFILE", None)
-CALL_TIMEOUT = 30.0
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def records(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.out.splitlines() if line.strip()]
-
-    @property
-    def record(self) -> dict[str, Any]:
-        records = self.records
-        assert len(records) == 1, self.out
-        return records[0]
-
-
-def samizdat(profile: Path, *args: str, stdin: str | None = None) -> Result:
-    done = subprocess.run(
-        [*COMMAND, "--profile", str(profile), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=CALL_TIMEOUT,
-        env=ENV,
-        check=False,
-    )
-    return Result(done.returncode, done.stdout, done.stderr)
-
-
-def ok(profile: Path, *args: str, stdin: str | None = None) -> Result:
-    result = samizdat(profile, *args, stdin=stdin)
-    assert result.code == 0, f"samizdat {' '.join(args)} failed:\n{result.out}\n{result.err}"
-    return result
-
-
-@dataclass
-class Person:
-    profile: Path
-    phone: str
-    user_id: int
-    name: str
-    username: str | None
-
-
-async def _sign_in(url: str, profile: Path, phone: str, name: str, username: str | None) -> int:
-    client = Client(url, profile=profile, device_name=f"{name}'s test device")
-    try:
-        await client.connect()
-        await client.send_code(phone)
-        user = await client.sign_in(phone, phone[6] * 5, display_name=name)
-        if username is not None:
-            await client.set_username(username)
-        return user.id
-    finally:
-        await client.close()
-
-
-@pytest.fixture
-def person(server: ServerProcess, tmp_path: Path) -> Callable[..., Person]:
-    """Make a logged-in profile through the SDK: ``person("Bob", username=True)``."""
-
-    made = itertools.count()
-
-    def make(name: str, *, username: bool = False, phone: str | None = None) -> Person:
-        phone = phone or new_test_phone()[0]
-        handle = f"{name.lower()}_{phone[-8:]}" if username else None
-        profile = tmp_path / f"{name.lower()}-{next(made)}"
-        user_id = asyncio.run(_sign_in(server.url, profile, phone, name, handle))
-        return Person(profile, phone, user_id, name, handle)
-
-    return make
-
-
-class Listener:
-    """``samizdat listen --json`` in the background, its stdout lines read with a timeout."""
-
-    def __init__(self, profile: Path) -> None:
-        self.proc = subprocess.Popen(
-            [*COMMAND, "--profile", str(profile), "listen", "--json"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=ENV,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self._reader = threading.Thread(target=self._pump, daemon=True)
-        self._reader.start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-
-    def next_message_text(self, timeout: float = 10.0) -> str:
-        """The text of the next new_message update, skipping other update types."""
-        while True:
-            try:
-                line = self.lines.get(timeout=timeout)
-            except queue.Empty:
-                exited = self.proc.poll() is not None
-                stderr = self.proc.stderr.read() if exited and self.proc.stderr else ""
-                raise AssertionError(f"no update within {timeout}s; stderr: {stderr}") from None
-            update = json.loads(line)
-            if update["type"] == "new_message":
-                return str(update["message"]["text"])
-
-    def stop(self, signum: int = signal.SIGINT) -> int:
-        """Signal the listener and return its exit code."""
-        self.proc.send_signal(signum)
-        try:
-            return self.proc.wait(timeout=10)
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=5)
-        self._reader.join(timeout=5)
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
-
-
-@pytest.fixture
-def listen() -> Iterator[Callable[[Path], Listener]]:
-    started: list[Listener] = []
-
-    def start(profile: Path) -> Listener:
-        started.append(Listener(profile))
-        return started[-1]
-
-    yield start
-    for listener in started:
-        listener.close()
 
 
 # --- login and account --------------------------------------------------------------------

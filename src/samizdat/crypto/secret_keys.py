@@ -173,7 +173,13 @@ class SecretKeys:
                 keys._outbound[group] = OutboundGroup.from_pickle(
                     stored["pickle"], pickle_key, float(stored["created_at"])
                 )
-        except (KeyError, TypeError, orjson.JSONDecodeError, vodozemac.PickleException) as exc:
+        except (
+            KeyError,
+            TypeError,
+            AttributeError,
+            orjson.JSONDecodeError,
+            vodozemac.PickleException,
+        ) as exc:
             raise ValueError("the stored secret-chat keys are damaged") from exc
         return keys
 

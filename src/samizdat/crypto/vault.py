@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
+from argon2.exceptions import HashingError
 from argon2.low_level import Type, hash_secret_raw
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -100,7 +101,7 @@ class Vault:
             raise _locked("this vault is unlocked by the OS keyring, not a passphrase")
         try:
             key = _derive(passphrase, header)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, HashingError) as exc:
             raise _locked("the secret-chat vault's header is damaged") from exc
         return cls._checked(directory, key, header, check, "wrong passphrase")
 
@@ -123,6 +124,8 @@ class Vault:
             key = base64.b64decode(found, validate=True)
         except ValueError as exc:
             raise _locked("the OS keyring's key for this vault is damaged") from exc
+        if len(key) != 32:
+            raise _locked("the OS keyring's key for this vault is damaged")
         return cls._checked(directory, key, header, check, "the OS keyring's key does not fit")
 
     @staticmethod
@@ -189,6 +192,12 @@ class Vault:
 
     def remove(self, name: str) -> None:
         self._path(name).unlink(missing_ok=True)
+
+    def remove_matching(self, prefix: str) -> None:
+        """Remove every section whose name starts with ``prefix``."""
+        self._path(prefix.rstrip("_") or "x")  # the prefix must be a plausible name
+        for path in self.directory.glob(f"{prefix}*.sealed"):
+            path.unlink(missing_ok=True)
 
     def save_device(self, keys: SecretKeys, state: bytes) -> None:
         """Write the keys and the caller's state in one sealed file, so that a crash leaves

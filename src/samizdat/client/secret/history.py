@@ -53,11 +53,12 @@ class HistoryStore:
             for index in range(first // SEGMENT, needed):
                 part = history[index * SEGMENT : (index + 1) * SEGMENT]
                 self.vault.write(_section(chat_id, index), _ENTRIES.dump_json(part))
-            old = chat.segments if chat is not None else needed
-            for index in range(needed, max(old, needed) + 1):
+            if chat is None:  # the chat is gone: so is every segment of it
+                self.vault.remove_matching(f"h_{chat_id}_")
+                continue
+            for index in range(needed, max(chat.segments, needed) + 1):
                 self.vault.remove(_section(chat_id, index))
-            if chat is not None:
-                chat.segments = needed
+            chat.segments = needed
         self._dirty.clear()
 
 

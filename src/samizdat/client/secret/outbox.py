@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from samizdat.client.client import Client
 from samizdat.client.secret.state import KnownDevice
 from samizdat.protocol.methods import MAX_BATCH_IDS, MAX_SECRET_FANOUT
 
@@ -36,7 +35,8 @@ class _Request:
 
     def fits(self, messages: int, devices: int, size: int) -> bool:
         return (
-            len(self.messages) + messages <= MAX_BATCH_IDS
+            len(self.users) < MAX_BATCH_IDS
+            and len(self.messages) + messages <= MAX_BATCH_IDS
             and len(self.device_ids) + devices <= MAX_SECRET_FANOUT
             and self.size + size <= MAX_REQUEST_BYTES
         )
@@ -58,7 +58,11 @@ def plan(outgoing: Outgoing) -> list[dict[str, Any]]:
         by_user.setdefault(device.user_id, ([], []))[1].append(device.device_id)
     requests: list[_Request] = []
     current = _Request(size=base)
+    deviceless: list[int] = []
     for user, (messages, devices) in by_user.items():
+        if not messages and not devices:
+            deviceless.append(user)
+            continue
         size = sum(len(m["ciphertext"]) + 64 for m in messages) + 24 * len(devices) + 24
         if not current.fits(len(messages), len(devices), size) and current.users:
             requests.append(current)
@@ -69,11 +73,15 @@ def plan(outgoing: Outgoing) -> list[dict[str, Any]]:
         current.messages.extend(messages)
         current.device_ids.extend(devices)
         current.size += size
-    requests.append(current)
+    if current.users:
+        requests.append(current)
+    # Users we know no device of are named too, so the server says if it knows one; they
+    # ride in any request with room (a request must address some device to be sent).
+    for request in requests:
+        while deviceless and len(request.users) < MAX_BATCH_IDS:
+            request.users.append(deviceless.pop())
     params = []
     for request in requests:
-        if not request.messages and not request.device_ids:
-            continue  # users with no devices at all: nothing to check them against here
         checked = [u for u in request.users if u in wanted]
         call: dict[str, Any] = {"recipients": checked} if checked else {}
         if request.messages:
@@ -87,13 +95,4 @@ def plan(outgoing: Outgoing) -> list[dict[str, Any]]:
     return params
 
 
-async def relay(client: Client, outgoing: Outgoing) -> list[int]:
-    """Send it all; returns the envelope ids. A refusal of a later request leaves the
-    earlier ones delivered: receivers drop the duplicates a retry makes (by message id)."""
-    ids: list[int] = []
-    for params in plan(outgoing):
-        ids.extend((await client.call("secret.send", **params))["ids"])
-    return ids
-
-
-__all__ = ["MAX_REQUEST_BYTES", "Outgoing", "plan", "relay"]
+__all__ = ["MAX_REQUEST_BYTES", "Outgoing", "plan"]

@@ -16,7 +16,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+)
 
 from samizdat.protocol.methods import MAX_TEXT_LENGTH
 
@@ -25,17 +32,26 @@ MIN_TTL = 5
 MAX_TTL = 7 * 24 * 3600
 MAX_SECRET_GROUP_MEMBERS = 1000
 
+
+def ttl_valid(seconds: int) -> bool:
+    return seconds == 0 or MIN_TTL <= seconds <= MAX_TTL
+
+
 ChatRef = Annotated[str, StringConstraints(pattern=r"^(u[1-9][0-9]{0,18}|g[0-9a-f]{32})$")]
 GroupId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 MessageId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 Key = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 UserIdField = Annotated[int, Field(ge=1, le=2**63 - 1)]
-Ttl = Annotated[int, Field(ge=0, le=MAX_TTL)]
+
+
+def _ttl(seconds: int) -> int:
+    if not ttl_valid(seconds):
+        raise ValueError(f"a timer is 0 (off) or {MIN_TTL} to {MAX_TTL} seconds")
+    return seconds
+
+
+Ttl = Annotated[int, Field(ge=0, le=MAX_TTL), AfterValidator(_ttl)]
 Transaction = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
-
-
-def ttl_valid(seconds: int) -> bool:
-    return seconds == 0 or MIN_TTL <= seconds <= MAX_TTL
 
 
 class Payload(BaseModel):
