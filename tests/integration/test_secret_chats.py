@@ -340,3 +340,49 @@ async def test_concurrent_first_messages_from_both_sides_converge(
 
 
 __all__ = ["Device"]
+
+
+async def test_device_keys_the_device_did_not_sign_are_refused_loudly(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    from samizdat.client.secret.devices import ForgedKeys
+    from samizdat.crypto.secret_keys import SecretKeys
+    from tests.secret_devices import run_sql
+
+    alice = await new_user(server, tmp_path, "Alice")
+    bob = await new_user(server, tmp_path, "Bob")
+    async with devices(alice, bob):
+        await alice.secret.send(bob.user_id, "hello")
+        await bob.next_text()
+        # The server swaps in its own identity key but cannot sign it with Bob's key.
+        await run_sql(
+            server,
+            "UPDATE device_keys SET identity_key = $1 WHERE device_id = $2",
+            SecretKeys.create(bob.device_id).identity_key,
+            bob.device_id,
+        )
+        alice.secret.directory._fetched.clear()  # as in a new process
+        with pytest.raises(ForgedKeys):
+            await alice.secret.send(bob.user_id, "still you?", allow_unverified=True)
+        assert "forged_keys" in alice.notice_codes(f"u{bob.user_id}")
+        assert bob.texts(f"u{alice.user_id}") == ["hello"]
+
+
+async def test_a_one_time_key_the_device_did_not_sign_is_refused(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    from samizdat.client.secret.devices import ForgedKeys
+    from tests.secret_devices import run_sql
+
+    alice = await new_user(server, tmp_path, "Alice")
+    bob = await new_user(server, tmp_path, "Bob")
+    async with devices(alice, bob):
+        await run_sql(
+            server,
+            "UPDATE one_time_keys SET signature = $1 WHERE device_id = $2",
+            "A" * 86,
+            bob.device_id,
+        )
+        with pytest.raises(ForgedKeys):
+            await alice.secret.send(bob.user_id, "hello")
+        assert await inbox_rows(server, bob.device_id) == []

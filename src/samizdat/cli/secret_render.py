@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rich.markup import escape
@@ -28,16 +29,27 @@ def ttl_text(seconds: int) -> str:
     return f"{seconds} s"
 
 
+_USER = re.compile(r"\buser (\d+)", re.IGNORECASE)
+
+
+async def with_names(text: str, names: Names) -> str:
+    """Notices name users by id (the engine knows no names); people read names."""
+    found = {int(m) for m in _USER.findall(text)}
+    named = {uid: await names.user(uid) for uid in found}
+    return _USER.sub(lambda m: named[int(m.group(1))], text)
+
+
 async def entry_line(entry: MessageEntry | NoticeEntry, names: Names) -> str:
     """One history line; notices that may mean interception or loss stand out."""
     if isinstance(entry, NoticeEntry):
+        text = escape(await with_names(entry.text, names))
         match entry.level:
             case NoticeLevel.ALERT:
-                return f"[bold red]⚠ {escape(entry.text)}[/bold red]"
+                return f"[bold red]⚠ {text}[/bold red]"
             case NoticeLevel.WARNING:
-                return f"[yellow]! {escape(entry.text)}[/yellow]"
+                return f"[yellow]! {text}[/yellow]"
             case _:
-                return f"[dim]· {escape(entry.text)}[/dim]"
+                return f"[dim]· {text}[/dim]"
     who = "You" if entry.outgoing else await names.user(entry.sender_user)
     marks = []
     if entry.ttl:

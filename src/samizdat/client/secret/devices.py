@@ -12,7 +12,6 @@ otherwise (``DEVICE_LIST_CHANGED`` or ``DEVICE_NOT_FOUND`` on a send), when it i
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
 from samizdat.client.client import Client
 from samizdat.client.secret.state import DeviceChange, KnownDevice, SecretState
@@ -51,7 +50,8 @@ class DeviceDirectory:
         self.client, self.keys, self.state = client, keys, state
         self.user_id, self.device_id, self.clock = user_id, device_id, clock
         self._fetched: set[int] = set()
-        self.rejected: list[dict[str, Any]] = []  # devices whose signatures did not verify
+        #: (user, device) pairs whose keys the server handed out without a valid signature.
+        self.forged: set[tuple[int, int]] = set()
 
     async def refresh(self, users: Sequence[int]) -> list[Change]:
         """Fetch the users' device lists from the server, check every signature, and update
@@ -65,8 +65,9 @@ class DeviceDirectory:
                     continue
                 message = device_keys_message(user, device, raw["identity_key"], raw["signing_key"])
                 if not signature_valid(raw["signing_key"], message, raw["signature"]):
-                    self.rejected.append(raw)
+                    self.forged.add((user, device))
                     continue
+                self.forged.discard((user, device))
                 fetched[user].append(
                     KnownDevice(
                         user_id=user,

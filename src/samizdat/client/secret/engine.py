@@ -32,7 +32,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from samizdat.client.client import Client
-from samizdat.client.secret.devices import Change, DeviceDirectory
+from samizdat.client.secret.devices import Change, DeviceDirectory, ForgedKeys
 from samizdat.client.secret.events import SecretMessage, SecretNotice, VerificationRequested
 from samizdat.client.secret.history import HistoryStore
 from samizdat.client.secret.outbox import Outgoing, plan
@@ -577,6 +577,7 @@ class SecretChats:
         for attempt in range(_SEND_ATTEMPTS):
             devices, changes = await self.directory.devices_of(users, refresh=attempt > 0)
             self._note_changes(changes)
+            self._refuse_forged(users)
             if need_peer is not None and not any(d.user_id == need_peer for d in devices):
                 if attempt == 0:
                     continue  # perhaps the list is old: look again
@@ -609,6 +610,24 @@ class SecretChats:
             self._save()
             return devices
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _refuse_forged(self, users: list[int]) -> None:
+        """A device whose keys are not signed by itself is the server (or someone) trying to
+        slip a key in: say so loudly and send nothing."""
+        forged = sorted((u, d) for u, d in self.directory.forged if u in users)
+        if not forged:
+            return
+        for user, device in forged:
+            self._alert(
+                f"u{user}" if user != self.user_id else "",
+                "forged_keys",
+                f"The server handed out keys for user {user}'s device {device} that the device "
+                "did not sign: someone may be trying to intercept. Nothing was sent",
+            )
+        raise ForgedKeys(
+            f"keys of {len(forged)} device(s) are not signed by those devices: nothing was "
+            "sent; the server may be tampering with keys"
+        )
 
     def _restore_count(self, identity_key: str, counts: dict[str, int]) -> None:
         if identity_key in counts:
