@@ -414,11 +414,15 @@ class WorkerPool:
 
     A worker answers each op with a line ``{"type": "result", ...}`` (or ``"error"``); it may
     send ``{"type": "progress", ...}`` lines before that, handed to the caller's callback.
+    ``module`` picks another worker that speaks the same protocol (``bench.secret_worker``).
     """
 
-    def __init__(self, size: int, *, op_timeout: float = 300.0) -> None:
+    def __init__(
+        self, size: int, *, op_timeout: float = 300.0, module: str = "bench.loadgen"
+    ) -> None:
         self.size = size
         self.op_timeout = op_timeout
+        self.module = module
         self._procs: list[asyncio.subprocess.Process] = []
 
     async def __aenter__(self) -> WorkerPool:
@@ -426,7 +430,7 @@ class WorkerPool:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "bench.loadgen",
+                self.module,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 cwd=REPO_ROOT,

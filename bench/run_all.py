@@ -1,12 +1,14 @@
 """Run every benchmark against Samizdat and the raw relay; save JSON, print a Markdown table.
 
-    python -m bench.run_all                 # about 5 minutes on 2 cores
+    python -m bench.run_all                 # about 8 minutes on 2 cores
     python -m bench.run_all --target relay  # the upper bound alone
-    python -m bench.run_all --only throughput fanout
+    python -m bench.run_all --only throughput secret
 
 Each benchmark starts its own server with a fresh data directory. A failure in one
 benchmark/target is recorded as an error and the rest still run. Results go to
-``bench/results/<UTC date and time>.json`` (git-ignored).
+``bench/results/<UTC date and time>.json`` (git-ignored). ``secret`` runs right after
+``throughput`` and against Samizdat only (the relay has no keys); the report sets the two
+1:1 figures (and the secret group against the cloud group of the same size) side by side.
 """
 
 from __future__ import annotations
@@ -24,10 +26,15 @@ from typing import Any
 import orjson
 import uvloop
 
-from bench import fanout, idle, throughput
-from bench.common import RESULTS_DIR, JSONDict, log, machine_info, targets_arg
+from bench import fanout, idle, secret, throughput
+from bench.common import RESULTS_DIR, SERVER_KINDS, JSONDict, log, machine_info, targets_arg
 
-BENCHMARKS: dict[str, ModuleType] = {"throughput": throughput, "fanout": fanout, "idle": idle}
+BENCHMARKS: dict[str, ModuleType] = {
+    "throughput": throughput,
+    "secret": secret,  # right after throughput: both 1:1 figures come from the same run
+    "fanout": fanout,
+    "idle": idle,
+}
 RunTarget = Callable[[str, argparse.Namespace], Awaitable[JSONDict]]
 
 
@@ -48,7 +55,7 @@ async def run_all(args: argparse.Namespace) -> JSONDict:
         margs = module_args(module, [*passthrough, *extra])
         entry: JSONDict = {"params": module.params_of(margs), "results": {}}
         report["benchmarks"][name] = entry
-        for kind in args.target:
+        for kind in [k for k in args.target if k in getattr(module, "TARGETS", SERVER_KINDS)]:
             began = time.monotonic()
             log(f"== {name} / {kind}")
             run_target: RunTarget = module.run_target
@@ -59,7 +66,32 @@ async def run_all(args: argparse.Namespace) -> JSONDict:
                 result = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
             result["wall_s"] = round(time.monotonic() - began, 1)
             entry["results"][kind] = result
+    report["comparison"] = comparison(report)
     return report
+
+
+def comparison(report: JSONDict) -> JSONDict:
+    """Secret against cloud figures of the same run, on Samizdat (what is present of them)."""
+    found: JSONDict = {}
+    cloud = _get(report, "benchmarks.throughput.results.samizdat.sustained.msgs_per_s")
+    secret_1to1 = _get(report, "benchmarks.secret.results.samizdat.one_to_one.msgs_per_s")
+    if cloud and secret_1to1 is not None:
+        found["one_to_one"] = {
+            "cloud_msgs_per_s": cloud,
+            "secret_msgs_per_s": secret_1to1,
+            "secret_over_cloud": round(secret_1to1 / cloud, 4),
+        }
+    size = _get(report, "benchmarks.secret.params.group_size")
+    cloud_group = _get(report, f"benchmarks.fanout.results.samizdat.{size}.deliveries_per_s")
+    secret_group = _get(report, "benchmarks.secret.results.samizdat.group.decryptions_per_s")
+    if cloud_group and secret_group is not None:
+        found["group"] = {
+            "members": size,
+            "cloud_deliveries_per_s": cloud_group,
+            "secret_decryptions_per_s": secret_group,
+            "secret_over_cloud": round(secret_group / cloud_group, 4),
+        }
+    return found
 
 
 # --- Markdown -----------------------------------------------------------------------------
@@ -141,6 +173,8 @@ def rows_for(name: str, entry: JSONDict) -> list[tuple[str, str, list[str]]]:
                 ),
             ]
         return rows
+    if name == "secret":
+        return secret_rows(p)
     if name == "idle":
         label = f"{p['devices']:,} idle connections"
         return [
@@ -156,6 +190,68 @@ def rows_for(name: str, entry: JSONDict) -> list[tuple[str, str, list[str]]]:
             (label, "sign-ins/s (setup)", ["sign_in_per_s"]),
         ]
     return []
+
+
+def secret_rows(p: JSONDict) -> list[tuple[str, str, list[str]]]:
+    cpu = "CPU % server / load gen / other"
+    rows: list[tuple[str, str, list[str]]] = []
+    if "one_to_one" in p["phases"]:
+        label = f"secret 1:1, SDK both ends ({p['pairs']} pairs, window {p['window']})"
+        rows += [
+            (label, "messages/s decrypted", ["one_to_one.msgs_per_s"]),
+            (
+                label,
+                "send→decrypted p50 / p99 ms",
+                ["one_to_one.latency.p50_ms", "one_to_one.latency.p99_ms"],
+            ),
+            (label, cpu, [f"one_to_one.{k}_cpu_pct" for k in ("server", "client", "other")]),
+        ]
+    if "group" in p["phases"]:
+        label = f"secret group, {p['group_size']:,} members ({p['group_senders']} sender)"
+        rows += [
+            (label, "messages/s decrypted by all", ["group.msgs_per_s"]),
+            (label, "decryptions/s", ["group.decryptions_per_s"]),
+            (
+                label,
+                "send→last member p50 / p99 ms",
+                ["group.fanout_latency.p50_ms", "group.fanout_latency.p99_ms"],
+            ),
+            (label, cpu, [f"group.{k}_cpu_pct" for k in ("server", "client", "other")]),
+        ]
+    if "crypto" in p["phases"]:
+        label = "secret crypto per message, µs (no network)"
+        for metric, path in (
+            ("Olm encrypt mean / p50", "olm.olm_encrypt"),
+            ("Olm decrypt mean / p50", "olm.olm_decrypt"),
+            ("Megolm encrypt mean / p50", "megolm.megolm_encrypt"),
+            ("Megolm decrypt mean / p50", "megolm.megolm_decrypt"),
+            ("engine 1:1 send (models+JSON+Olm) mean / p50", "engine.engine_send_1to1"),
+            ("engine 1:1 receive mean / p50", "engine.engine_receive_1to1"),
+            ("engine group send mean / p50", "engine.engine_send_group"),
+            ("engine group receive mean / p50", "engine.engine_receive_group"),
+            ("vault save (fsync) mean / p50", "vault.vault_save"),
+        ):
+            rows.append((label, metric, [f"crypto.{path}.mean_us", f"crypto.{path}.p50_us"]))
+    return rows
+
+
+def comparison_lines(found: JSONDict) -> list[str]:
+    lines = []
+    if one := found.get("one_to_one"):
+        lines.append(
+            f"Secret 1:1 against cloud 1:1 in this run: {_fmt(one['secret_msgs_per_s'])} vs "
+            f"{_fmt(one['cloud_msgs_per_s'])} messages/s ({one['secret_over_cloud']:.1%}); the "
+            "cloud figure keeps 8 sends in flight per sender from lean clients, the secret one "
+            "sends one at a time per sender through the SDK."
+        )
+    if group := found.get("group"):
+        lines.append(
+            f"Secret group of {group['members']} against the cloud group of the same size: "
+            f"{_fmt(group['secret_decryptions_per_s'])} decryptions/s vs "
+            f"{_fmt(group['cloud_deliveries_per_s'])} deliveries/s "
+            f"({group['secret_over_cloud']:.1%})."
+        )
+    return lines
 
 
 def markdown(report: JSONDict) -> str:
@@ -174,6 +270,8 @@ def markdown(report: JSONDict) -> str:
         "| --- | --- | " + " | ".join("---:" for _ in targets) + " |",
     ]
     for name, entry in report["benchmarks"].items():
+        if not entry["results"]:
+            continue  # no target it runs against was asked for (secret against the relay)
         last = None
         for label, metric, paths in rows_for(name, entry):
             sep = " → " if "→ connected" in metric else " / "
@@ -188,6 +286,8 @@ def markdown(report: JSONDict) -> str:
         for t, r in e["results"].items()
         if "error" in r
     ]
+    if compared := comparison_lines(report.get("comparison") or {}):
+        lines += ["", *compared]
     if errors:
         lines += ["", "Errors:", *errors]
     return "\n".join(lines)

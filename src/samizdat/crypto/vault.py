@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -203,8 +203,14 @@ class Vault:
         """Write the keys and the caller's state in one sealed file, so that a crash leaves
         both old or both new: an Olm session saved without the counts that go with it (or
         the reverse) would reuse a message key or misreport a replay."""
+        self.seal_device(keys, state).write()
+
+    def seal_device(self, keys: SecretKeys, state: bytes) -> SealedFile:
+        """``save_device`` in two steps: capture and seal now, write (``SealedFile.write``,
+        blocking: fsync) whenever, in any thread. Only ciphertext leaves this call."""
         keys_bytes = keys.to_bytes()
-        self.write(DEVICE_SECTION, len(keys_bytes).to_bytes(4, "big") + keys_bytes + state)
+        data = len(keys_bytes).to_bytes(4, "big") + keys_bytes + state
+        return SealedFile(self._path(DEVICE_SECTION), self._seal(DEVICE_SECTION.encode(), data))
 
     def load_device(self) -> tuple[SecretKeys, bytes] | None:
         """The keys and state ``save_device`` wrote, or None for a new vault."""
@@ -216,6 +222,15 @@ class Vault:
             return SecretKeys.from_bytes(data[4 : 4 + size]), data[4 + size :]
         except ValueError as exc:
             raise _locked("the secret-chat keys in the vault are damaged") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class SealedFile:
+    path: Path
+    sealed: bytes = field(repr=False)
+
+    def write(self) -> None:
+        write_private(self.path, self.sealed)
 
 
 def _derive(passphrase: str, header: dict[str, Any]) -> bytes:
@@ -236,6 +251,7 @@ __all__ = [
     "KEYRING_SERVICE",
     "KdfCost",
     "KeyringBackend",
+    "SealedFile",
     "Vault",
     "VaultLocked",
 ]

@@ -1,7 +1,10 @@
 """The secret-message relay queue: Olm ciphertexts waiting for their device.
 
 The server keeps a ciphertext only until its device acknowledges it, or until the retention
-time passes; it never holds a key that could open one.
+time passes; it never holds a key that could open one. Delivering (the checks and the insert)
+and acknowledging are each one synchronous transaction through ``Database.run_write``, the
+path the cloud messages' group commit takes: on SQLite it runs on the event loop with no
+thread hop per statement.
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Connection
 
 from samizdat.core.ids import DeviceId, UserId
+from samizdat.protocol.errors import Conflict, ErrorCode, NotFound
 from samizdat.store.database import Database
-from samizdat.store.tables import secret_inbox
+from samizdat.store.tables import device_keys, devices, secret_inbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +36,54 @@ class SecretInbox:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def put(self, envelopes: Sequence[Envelope]) -> None:
-        async with self.db.write() as conn:
-            await conn.execute(
+    async def deliver(
+        self,
+        envelopes: Sequence[Envelope],
+        *,
+        recipients: Sequence[UserId] = (),
+        sender_device: DeviceId,
+    ) -> None:
+        """Queue the envelopes, all or nothing, in one transaction that first checks them.
+
+        Raises DEVICE_NOT_FOUND if an addressed device does not exist or is logged out, and
+        DEVICE_LIST_CHANGED if a ``recipients`` user has a device with published keys (other
+        than ``sender_device``) that no envelope addresses.
+        """
+
+        def work(conn: Connection) -> None:
+            wanted = {e.device_id for e in envelopes}
+            live = set(
+                conn.execute(
+                    select(devices.c.id).where(
+                        devices.c.id.in_(list(wanted)), devices.c.revoked_at.is_(None)
+                    )
+                ).scalars()
+            )
+            if wanted - live:
+                raise NotFound(
+                    "no such device (or it was logged out): fetch the user's devices again",
+                    code=ErrorCode.DEVICE_NOT_FOUND,
+                )
+            if recipients:
+                published = set(
+                    conn.execute(
+                        select(device_keys.c.device_id)
+                        .join(devices, devices.c.id == device_keys.c.device_id)
+                        .where(
+                            device_keys.c.user_id.in_(list(set(recipients))),
+                            devices.c.revoked_at.is_(None),
+                        )
+                    ).scalars()
+                )
+                missing = published - wanted - {sender_device}
+                if missing:
+                    raise Conflict(
+                        "a recipient's devices have changed: query their keys again, "
+                        "encrypt for every device and send again",
+                        code=ErrorCode.DEVICE_LIST_CHANGED,
+                        debug_context={"missing_devices": len(missing)},
+                    )
+            conn.execute(
                 insert(secret_inbox),
                 [
                     {
@@ -48,6 +98,8 @@ class SecretInbox:
                     for e in envelopes
                 ],
             )
+
+        await self.db.run_write(work)
 
     async def pending(self, device_id: DeviceId, limit: int) -> list[Envelope]:
         async with self.db.read() as conn:
@@ -72,13 +124,16 @@ class SecretInbox:
 
     async def ack(self, device_id: DeviceId, ids: Sequence[int]) -> int:
         """Delete the device's own ciphertexts among ``ids``; others' are untouched."""
-        async with self.db.write() as conn:
-            result = await conn.execute(
+
+        def work(conn: Connection) -> int:
+            result = conn.execute(
                 delete(secret_inbox).where(
                     secret_inbox.c.device_id == device_id, secret_inbox.c.id.in_(list(ids))
                 )
             )
             return int(result.rowcount)
+
+        return await self.db.run_write(work)
 
     async def expire(self, before: float) -> int:
         async with self.db.write() as conn:

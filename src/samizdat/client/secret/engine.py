@@ -88,6 +88,11 @@ ROTATE_AFTER_MESSAGES = 100
 ONE_TIME_KEYS = 50
 ONE_TIME_KEYS_THRESHOLD = 20
 _SEND_ATTEMPTS = 3
+#: A resend after a partly failed send comes right after the first copy: look this far back.
+_RESEND_WINDOW = 500
+#: Inbound group sessions kept per sender device and group (older ones are forgotten, so
+#: late messages of a session two rotations back no longer open).
+_SESSIONS_PER_SENDER = 3
 _RETRY_CODES = {ErrorCode.DEVICE_LIST_CHANGED, ErrorCode.DEVICE_NOT_FOUND}
 
 Event = SecretMessage | SecretNotice | VerificationRequested
@@ -198,7 +203,7 @@ class SecretChats:
                 params["one_time_keys"] = device.new_one_time_keys(ONE_TIME_KEYS - held)
             if not count["fallback_key"]:
                 params["fallback_key"] = device.new_fallback_key()
-        self._save()
+        await self._save()
         await self.client.call("keys.upload", **params)
 
     async def close(self) -> None:
@@ -215,16 +220,25 @@ class SecretChats:
         return register
 
     # --- saving and acknowledging ------------------------------------------------------------
-    def _save(self) -> None:
-        self.history_store.save(self.state.chats)  # first: the state counts its segments
-        self.vault.save_device(self.keys, self.state.model_dump_json().encode())
+    async def _save(self) -> None:
+        """Save history and then keys and state. Everything is captured here, on the event
+        loop (so it is one consistent moment); sealing and writing (with fsync) run in a
+        thread, so other work goes on meanwhile."""
+        history = self.history_store.collect(self.state.chats)  # first: the state counts them
+        device = self.vault.seal_device(self.keys, self.state.model_dump_json().encode())
         self._dirty = False
+
+        def write() -> None:
+            history.write(self.vault)
+            device.write()
+
+        await asyncio.to_thread(write)
 
     async def flush(self) -> None:
         """Save, then acknowledge what was processed (so the server may delete it)."""
         async with self._lock:
             if self._dirty or self.history_store.dirty:
-                self._save()
+                await self._save()
             ids, self._to_ack = self._to_ack, []
         for start in range(0, len(ids), 200):
             with contextlib.suppress(SamizdatError):  # unacknowledged ones come again; skipped
@@ -328,23 +342,31 @@ class SecretChats:
         if chat.left:
             raise NotFound("you are no longer in this secret group", code=ErrorCode.NOT_MEMBER)
         body = Text(chat=chat.id, id=new_message_id(), text=text, ttl=seconds, sent_at=self.clock())
+        entry = MessageEntry(
+            id=body.id,
+            sender_user=self.user_id,
+            sender_device=self.device_id,
+            text=text,
+            sent_at=body.sent_at,
+            received_at=body.sent_at,
+            ttl=seconds,
+            outgoing=True,
+        )
         async with self._lock:
-            if chat.group is not None:
-                await self._send_group(chat, body, allow_unverified)
-            else:
-                await self._send_olm(chat, body, allow_unverified)
-            entry = MessageEntry(
-                id=body.id,
-                sender_user=self.user_id,
-                sender_device=self.device_id,
-                text=text,
-                sent_at=body.sent_at,
-                received_at=body.sent_at,
-                ttl=seconds,
-                outgoing=True,
-            )
+            # In the history before the save that precedes the relay: one save per send.
             chat.history.append(entry)
             self.history_store.touch(chat)
+            try:
+                if chat.group is not None:
+                    await self._send_group(chat, body, allow_unverified)
+                else:
+                    await self._send_olm(chat, body, allow_unverified)
+            except BaseException:
+                index = chat.history.index(entry)
+                del chat.history[index]
+                self.history_store.touch(chat, index)
+                await self._save()
+                raise
         await self.flush()
         return entry
 
@@ -591,7 +613,9 @@ class SecretChats:
             otks = await self.directory.one_time_keys(devices)
             counts = dict(self.state.sent)
             requests = plan(build(devices, otks))
-            self._dirty = True  # sessions moved on, whatever happens next
+            # Write-ahead: the sessions and counts that made these ciphertexts are saved
+            # before any leaves, so a crash can never make this device reuse a message key.
+            await self._save()
             delivered: set[int] = set()
             try:
                 for params in requests:
@@ -603,11 +627,10 @@ class SecretChats:
                 for device in devices:
                     if device.device_id not in delivered:
                         self._restore_count(device.identity_key, counts)
-                self._save()
+                await self._save()
                 if exc.code not in _RETRY_CODES or attempt == _SEND_ATTEMPTS - 1:
                     raise
                 continue
-            self._save()
             return devices
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -655,7 +678,6 @@ class SecretChats:
     async def _send_group(self, chat: SecretChat, body: Text, allow_unverified: bool) -> None:
         group_id = chat.id[1:]
         users = chat.member_ids(self.user_id)
-        shared: list[str] = []
         built = False
 
         def build(devices: list[KnownDevice], otks: dict[int, str]) -> Outgoing:
@@ -665,7 +687,7 @@ class SecretChats:
             built = True
             outbound, info = self._outbound_for(group_id, users, devices)
             need_key = [d for d in devices if d.identity_key not in info.shared_with]
-            shared[:] = [d.identity_key for d in need_key]
+            info.shared_with.extend(d.identity_key for d in need_key)  # saved before relaying
             key_body = RoomKey(group=group_id, session_id=outbound.session_id)
             olm = [(d, self._seal(d, otks, key_body, group_id)) for d in need_key]
             envelope = GroupEnvelope(
@@ -679,7 +701,6 @@ class SecretChats:
         except SamizdatError:
             self._rotate(group_id)  # its index moved past what anyone received
             raise
-        self.state.outbound[group_id].shared_with.extend(shared)
 
     def _outbound_for(
         self, group_id: str, users: list[int], devices: list[KnownDevice]
@@ -699,6 +720,7 @@ class SecretChats:
             or not set(info.members) <= set(users)
             or not set(info.shared_with) <= live
         ):
+            self._forget_old_sessions(group_id, self.user_id, self.device_id)
             outbound = self.keys.new_outbound(group_id, now)
             info = OutboundInfo(session_id=outbound.session_id, members=users)
             self.state.outbound[group_id] = info
@@ -899,6 +921,7 @@ class SecretChats:
             )
             return
         first = self.keys.inbound.first_index(body.session_id)
+        self._forget_old_sessions(body.group, sender.user_id, sender.device_id)
         self.state.group_sessions[body.session_id] = GroupSessionInfo(
             group=body.group,
             sender_user=sender.user_id,
@@ -906,6 +929,18 @@ class SecretChats:
             sender_key=sender.identity_key,
             seen=Stream(last=first),
         )
+
+    def _forget_old_sessions(self, group: str, user_id: int, device_id: int) -> None:
+        """Keep the newest few group sessions of one sender device, so the vault does not
+        grow by a session every hundred messages forever."""
+        theirs = [
+            sid
+            for sid, info in self.state.group_sessions.items()
+            if (info.group, info.sender_user, info.sender_device) == (group, user_id, device_id)
+        ]
+        for session_id in theirs[: max(0, len(theirs) - (_SESSIONS_PER_SENDER - 1))]:
+            self.keys.inbound.forget(session_id)
+            del self.state.group_sessions[session_id]
 
     async def _apply(self, body: Body, sender: KnownDevice, chat_id: str, late: bool) -> None:
         match body:
@@ -969,7 +1004,7 @@ class SecretChats:
         return None
 
     def _add_text(self, chat: SecretChat, body: Text, sender: KnownDevice, late: bool) -> None:
-        if chat.message(body.id) is not None:
+        if chat.message(body.id, within=_RESEND_WINDOW) is not None:
             return  # a resend after a partly failed send: already here
         entry = MessageEntry(
             id=body.id,

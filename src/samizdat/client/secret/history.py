@@ -8,12 +8,14 @@ self-destructing messages shrink a history, the segments past its end are delete
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from pydantic import TypeAdapter
 
 from samizdat.client.secret.state import Entry, SecretChat
 from samizdat.crypto.vault import Vault
 
-SEGMENT = 256
+SEGMENT = 64
 _ENTRIES = TypeAdapter(list[Entry])
 
 
@@ -22,8 +24,9 @@ def _section(chat_id: str, index: int) -> str:
 
 
 class HistoryStore:
-    def __init__(self, vault: Vault) -> None:
+    def __init__(self, vault: Vault, *, segment: int = SEGMENT) -> None:
         self.vault = vault
+        self.segment = segment
         self._dirty: dict[str, int] = {}  # chat id -> first entry changed
 
     def load(self, chat: SecretChat) -> None:
@@ -44,22 +47,45 @@ class HistoryStore:
     def dirty(self) -> bool:
         return bool(self._dirty)
 
-    def save(self, chats: dict[str, SecretChat]) -> None:
-        """Write the changed segments (before the state that counts them is saved)."""
+    def collect(self, chats: dict[str, SecretChat]) -> HistoryWrites:
+        """The changed segments, serialised now; write them (``HistoryWrites.write``) before
+        the state that counts them is saved."""
+        writes = HistoryWrites()
         for chat_id, first in sorted(self._dirty.items()):
             chat = chats.get(chat_id)
             history = chat.history if chat is not None else []
-            needed = -(-len(history) // SEGMENT)
-            for index in range(first // SEGMENT, needed):
-                part = history[index * SEGMENT : (index + 1) * SEGMENT]
-                self.vault.write(_section(chat_id, index), _ENTRIES.dump_json(part))
+            size = self.segment
+            needed = -(-len(history) // size)
+            for index in range(first // size, needed):
+                part = history[index * size : (index + 1) * size]
+                writes.sections.append((_section(chat_id, index), _ENTRIES.dump_json(part)))
             if chat is None:  # the chat is gone: so is every segment of it
-                self.vault.remove_matching(f"h_{chat_id}_")
+                writes.prefixes.append(f"h_{chat_id}_")
                 continue
-            for index in range(needed, max(chat.segments, needed) + 1):
-                self.vault.remove(_section(chat_id, index))
+            writes.removed.extend(
+                _section(chat_id, i) for i in range(needed, max(chat.segments, needed) + 1)
+            )
             chat.segments = needed
         self._dirty.clear()
+        return writes
+
+    def save(self, chats: dict[str, SecretChat]) -> None:
+        self.collect(chats).write(self.vault)
 
 
-__all__ = ["SEGMENT", "HistoryStore"]
+@dataclass(slots=True)
+class HistoryWrites:
+    sections: list[tuple[str, bytes]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)
+
+    def write(self, vault: Vault) -> None:
+        for name, data in self.sections:
+            vault.write(name, data)
+        for name in self.removed:
+            vault.remove(name)
+        for prefix in self.prefixes:
+            vault.remove_matching(prefix)
+
+
+__all__ = ["SEGMENT", "HistoryStore", "HistoryWrites"]

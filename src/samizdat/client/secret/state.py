@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 #: How many skipped counts a stream remembers (a late arrival older than that is a replay).
 MAX_MISSING = 1000
 #: Envelope ids remembered after processing, so a re-delivered envelope is not an error.
-MAX_PROCESSED = 2000
+MAX_PROCESSED = 500
 
 
 class Model(BaseModel):
@@ -133,8 +133,10 @@ class SecretChat(Model):
         assert self.peer is not None
         return sorted({self.peer, me})
 
-    def message(self, message_id: str) -> MessageEntry | None:
-        for entry in reversed(self.history):
+    def message(self, message_id: str, *, within: int | None = None) -> MessageEntry | None:
+        """The message with this id; ``within`` looks only at that many latest entries."""
+        entries = self.history if within is None else self.history[-within:]
+        for entry in reversed(entries):
             if isinstance(entry, MessageEntry) and entry.id == message_id:
                 return entry
         return None

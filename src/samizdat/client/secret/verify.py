@@ -55,9 +55,9 @@ async def _send_to(secret: SecretChats, device: KnownDevice, body: SasBody) -> N
     async with secret._lock:
         otks = await secret.directory.one_time_keys([device])
         outgoing = Outgoing(recipients=[], olm=[(device, secret._seal(device, otks, body, None))])
+        await secret._save()  # write-ahead, as every send
         for params in plan(outgoing):
             await secret.client.call("secret.send", **params)
-        secret._save()
 
 
 async def verify(

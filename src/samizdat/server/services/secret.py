@@ -12,7 +12,7 @@ import binascii
 
 from samizdat.bus.events import DevicePush
 from samizdat.core.ids import DeviceId, UserId
-from samizdat.protocol.errors import Conflict, ErrorCode, NotFound, ProtocolError
+from samizdat.protocol.errors import ErrorCode, ProtocolError
 from samizdat.protocol.methods import AckSecretParams, PendingSecretParams, SendSecretParams
 from samizdat.protocol.models import OLM_TYPE_MEGOLM
 from samizdat.server import wire
@@ -59,23 +59,6 @@ class SecretService:
         if p.group is not None:
             body = _decode(p.group.ciphertext)
             rows += [(DeviceId(d), OLM_TYPE_MEGOLM, body) for d in p.group.device_ids]
-        wanted = {device for device, _, _ in rows}
-        live = {d.id for d in await store.list_devices_by_id(list(wanted)) if not d.revoked}
-        if wanted - live:
-            raise NotFound(
-                "no such device (or it was logged out): fetch the user's devices again",
-                code=ErrorCode.DEVICE_NOT_FOUND,
-            )
-        if p.recipients:
-            published = await store.keys.query(UserId(u) for u in p.recipients)
-            missing = {k.device_id for k in published} - wanted - {caller.device_id}
-            if missing:
-                raise Conflict(
-                    "a recipient's devices have changed: query their keys again, "
-                    "encrypt for every device and send again",
-                    code=ErrorCode.DEVICE_LIST_CHANGED,
-                    debug_context={"missing_devices": len(missing)},
-                )
         now = self.deps.clock.now()
         envelopes = [
             Envelope(
@@ -83,7 +66,11 @@ class SecretService:
             )
             for device, olm_type, body in rows
         ]
-        await store.secrets.put(envelopes)
+        await store.secrets.deliver(
+            envelopes,
+            recipients=[UserId(u) for u in p.recipients],
+            sender_device=caller.device_id,
+        )
         for e in envelopes:
             await self.deps.publish(DevicePush(wire.dumps(envelope_json(e)), (e.device_id,)))
         return {"ids": [e.id for e in envelopes]}

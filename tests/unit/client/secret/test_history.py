@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from samizdat.client.secret.history import SEGMENT, HistoryStore
+from samizdat.client.secret.history import HistoryStore
 from samizdat.client.secret.state import MessageEntry, NoticeEntry, NoticeLevel, SecretChat
 from samizdat.crypto.vault import KdfCost, Vault
 
+SEGMENT = 256  # these tests cut histories in segments of this size
 FAST = KdfCost(time_cost=1, memory_kib=8 * 1024, parallelism=1)  # tests only
 PASSPHRASE = "history passphrase"
 CHAT = "u2"
@@ -67,7 +68,7 @@ def segment_files(directory: Path, chat_id: str = CHAT) -> list[str]:
 def reopened(directory: Path, chat: SecretChat) -> SecretChat:
     """The chat as a restarted client sees it: the state's JSON, then its history segments."""
     loaded = SecretChat.model_validate_json(chat.model_dump_json())
-    HistoryStore(Vault.open(directory, PASSPHRASE)).load(loaded)
+    HistoryStore(Vault.open(directory, PASSPHRASE), segment=SEGMENT).load(loaded)
     return loaded
 
 
@@ -77,8 +78,7 @@ def vault(tmp_path: Path) -> Vault:
 
 
 def test_600_entries_are_written_as_3_segments(tmp_path: Path, vault: Vault) -> None:
-    assert SEGMENT == 256
-    store = HistoryStore(vault)
+    store = HistoryStore(vault, segment=SEGMENT)
     chat = new_chat()
     append(store, chat, 600)
     assert store.dirty
@@ -89,7 +89,7 @@ def test_600_entries_are_written_as_3_segments(tmp_path: Path, vault: Vault) -> 
 
 
 def test_a_reloaded_history_is_equal(tmp_path: Path, vault: Vault) -> None:
-    store = HistoryStore(vault)
+    store = HistoryStore(vault, segment=SEGMENT)
     chat = new_chat()
     append(store, chat, 600)
     chat.notice(1.0, NoticeLevel.ALERT, "keys_changed", "the keys changed")
@@ -101,7 +101,7 @@ def test_a_reloaded_history_is_equal(tmp_path: Path, vault: Vault) -> None:
 
 
 def test_segments_hold_no_plaintext(tmp_path: Path, vault: Vault) -> None:
-    store = HistoryStore(vault)
+    store = HistoryStore(vault, segment=SEGMENT)
     chat = new_chat()
     append(store, chat, 10)
     store.save({chat.id: chat})
@@ -112,7 +112,7 @@ def test_segments_hold_no_plaintext(tmp_path: Path, vault: Vault) -> None:
 def test_appending_one_more_entry_rewrites_only_the_last_segment(
     tmp_path: Path, vault: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = HistoryStore(vault)
+    store = HistoryStore(vault, segment=SEGMENT)
     chat = new_chat()
     append(store, chat, 600)
     store.save({chat.id: chat})
@@ -129,7 +129,7 @@ def test_appending_one_more_entry_rewrites_only_the_last_segment(
 def test_appending_across_a_segment_boundary_writes_the_new_segment(
     tmp_path: Path, vault: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = HistoryStore(vault)
+    store = HistoryStore(vault, segment=SEGMENT)
     chat = new_chat()
     append(store, chat, SEGMENT)
     store.save({chat.id: chat})
@@ -147,7 +147,7 @@ def test_appending_across_a_segment_boundary_writes_the_new_segment(
 def test_a_change_further_back_rewrites_from_its_segment_on(
     tmp_path: Path, vault: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = HistoryStore(vault)
+    store = HistoryStore(vault, segment=SEGMENT)
     chat = new_chat()
     append(store, chat, 600)
     store.save({chat.id: chat})
@@ -171,7 +171,7 @@ def test_a_change_further_back_rewrites_from_its_segment_on(
 def test_saving_with_nothing_touched_writes_nothing(
     vault: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = HistoryStore(vault)
+    store = HistoryStore(vault, segment=SEGMENT)
     chat = new_chat()
     append(store, chat, 3)
     store.save({chat.id: chat})
@@ -183,7 +183,7 @@ def test_saving_with_nothing_touched_writes_nothing(
 def test_purging_shrinks_the_history_and_removes_unused_segment_files(
     tmp_path: Path, vault: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = HistoryStore(vault)
+    store = HistoryStore(vault, segment=SEGMENT)
     chat = new_chat()
     chat.history = [entry(i, ttl=5, expires_at=50.0) if i >= 300 else entry(i) for i in range(600)]
     store.touch(chat, 0)
@@ -206,7 +206,7 @@ def test_purging_shrinks_the_history_and_removes_unused_segment_files(
 def test_purging_everything_leaves_no_segment(
     tmp_path: Path, vault: Vault, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = HistoryStore(vault)
+    store = HistoryStore(vault, segment=SEGMENT)
     chat = new_chat()
     chat.history = [entry(i, ttl=5, expires_at=10.0) for i in range(300)]
     store.touch(chat, 0)
@@ -224,7 +224,7 @@ def test_purging_everything_leaves_no_segment(
 
 
 def test_chats_are_stored_apart(tmp_path: Path, vault: Vault) -> None:
-    store = HistoryStore(vault)
+    store = HistoryStore(vault, segment=SEGMENT)
     one, other = new_chat("u2"), new_chat("g" + "ab" * 16)
     append(store, one, 3)
     append(store, other, 300)
@@ -235,7 +235,7 @@ def test_chats_are_stored_apart(tmp_path: Path, vault: Vault) -> None:
 
 
 def test_a_missing_segment_file_is_skipped_on_load(tmp_path: Path, vault: Vault) -> None:
-    store = HistoryStore(vault)
+    store = HistoryStore(vault, segment=SEGMENT)
     chat = new_chat()
     append(store, chat, 600)
     store.save({chat.id: chat})
@@ -245,7 +245,7 @@ def test_a_missing_segment_file_is_skipped_on_load(tmp_path: Path, vault: Vault)
 
 
 def test_a_chat_dropped_from_the_state_loses_every_segment(tmp_path: Path, vault: Vault) -> None:
-    store = HistoryStore(vault)
+    store = HistoryStore(vault, segment=SEGMENT)
     chat = new_chat()
     append(store, chat, 600)
     store.save({chat.id: chat})
