@@ -248,6 +248,10 @@ async def test_a_verified_peers_new_device_needs_consent(
             await alice.secret.send(bob.user_id, "allowed once", allow_unverified=True)
             assert (await bob.next_text()).text == "allowed once"
             assert (await stranger.next_text()).text == "allowed once"
+            # What the new device sends shows as from an unverified device.
+            await stranger.secret.send(alice.user_id, "it is me, honest")
+            heard = await alice.next_text()
+            assert (heard.text, heard.unverified) == ("it is me, honest", True)
             alice.secret.confirm_new_devices = _always(True)
             new_trust = alice.secret.state.devices[bob.user_id][stranger.device_id].trust
             assert new_trust is Trust.NEW
@@ -386,3 +390,159 @@ async def test_a_one_time_key_the_device_did_not_sign_is_refused(
         with pytest.raises(ForgedKeys):
             await alice.secret.send(bob.user_id, "hello")
         assert await inbox_rows(server, bob.device_id) == []
+
+
+async def test_a_new_device_on_my_own_account_is_announced_and_needs_consent_once_i_verify(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    from samizdat.client.secret import verify
+
+    alice = await new_user(server, tmp_path, "Alice")
+    laptop = await another_device_of(server, tmp_path, alice)
+    bob = await new_user(server, tmp_path, "Bob")
+    async with devices(alice, laptop, bob):
+        await alice.secret.send(bob.user_id, "hello")
+        await bob.next_text()
+
+        async def yes(*_: object) -> bool:
+            return True
+
+        # Alice verifies her laptop from her phone (both run verify with her own user id).
+        mine, theirs = await asyncio.gather(
+            verify(alice.secret, alice.user_id, yes), verify(laptop.secret, alice.user_id, yes)
+        )
+        assert (mine.device_id, theirs.device_id) == (laptop.device_id, alice.device_id)
+        intruder = await another_device_of(server, tmp_path, alice)  # a device she did not add
+        async with devices(intruder):
+            with pytest.raises(UnverifiedDevices) as refused:
+                await alice.secret.send(bob.user_id, "who else reads this?")
+            assert [d.device_id for d in refused.value.devices] == [intruder.device_id]
+            chat = alice.secret.state.chats[f"u{bob.user_id}"]
+            (warning,) = [e for e in chat.history if getattr(e, "code", "") == "device_new"]
+            assert warning.level == "warning"
+            assert f"devices revoke {intruder.device_id}" in warning.text
+
+
+async def test_a_member_who_missed_a_removal_stops_sending_when_the_group_moves_on(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    from tests.secret_devices import run_sql
+
+    alice = await new_user(server, tmp_path, "Alice")
+    bob = await new_user(server, tmp_path, "Bob")
+    carol = await new_user(server, tmp_path, "Carol")
+    async with devices(alice, carol):
+        group = await alice.secret.create_group("cell", [bob.user_id, carol.user_id])
+        await settle(bob, carol)
+        await bob.close()  # Bob is offline when Carol is removed
+        await alice.secret.remove_member(group.id, carol.user_id)
+        # The server withholds the removal from Bob...
+        await run_sql(server, "DELETE FROM secret_inbox WHERE device_id = $1", bob.device_id)
+        # ...but Alice's next message is made for the new member list, and says so.
+        await alice.secret.send(group.id, "without carol")
+        from tests.integration.test_secret_tampering import _reconnect
+        from tests.secret_devices import open_device
+
+        again = await open_device(await _reconnect(server, bob), tmp_path, vault_dir=bob.vault_dir)
+        async with devices(again):
+            assert "group_behind" in again.notice_codes(group.id)
+            with pytest.raises(SamizdatError) as refused:
+                await again.secret.send(group.id, "is carol still here?")
+            assert refused.value.code is ErrorCode.CHAT_INVALID
+            assert "is carol still here?" not in str(await inbox_rows(server, carol.device_id))
+
+
+async def test_a_member_cannot_take_over_another_members_group_session(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    import orjson
+
+    from samizdat.client.secret.payloads import DeviceEnvelope, RoomKey
+
+    alice = await new_user(server, tmp_path, "Alice")
+    bob = await new_user(server, tmp_path, "Bob")
+    mallory = await new_user(server, tmp_path, "Mallory")
+    async with devices(alice, bob, mallory):
+        group = await alice.secret.create_group("cell", [bob.user_id, mallory.user_id])
+        await settle(bob, mallory)
+        await alice.secret.send(group.id, "one")
+        assert (await bob.next_text()).text == "one"
+        alices = alice.secret.state.outbound[group.id[1:]].session_id
+        await mallory.secret.send(group.id, "hi all")  # Mallory has a session with Bob now
+        assert (await bob.next_text()).text == "hi all"
+        # Mallory hands Bob a junk key under the id of Alice's session.
+        bob_device = mallory.secret.state.devices[bob.user_id][bob.device_id]
+        payload = DeviceEnvelope(
+            sender_user=mallory.user_id,
+            sender_device=mallory.device_id,
+            recipient_user=bob.user_id,
+            recipient_device=bob.device_id,
+            recipient_key=bob_device.identity_key,
+            n=mallory.secret.state.next_count(bob_device.identity_key),
+            body=RoomKey(group=group.id[1:], session_id=alices, epoch=1),
+        ).model_dump(mode="json")
+        payload |= {"group_session_id": alices, "session_key": "A" * 300}
+        sealed = mallory.secret.keys.olm.encrypt(
+            bob_device.identity_key, None, orjson.dumps(payload)
+        )
+        await mallory.client.call("secret.send", messages=[{"device_id": bob.device_id, **sealed}])
+        await settle(bob)
+        assert "bad_key" in bob.notice_codes(group.id)
+        await alice.secret.send(group.id, "two")
+        assert (await bob.next_text()).text == "two"
+
+
+async def test_a_non_member_cannot_change_a_groups_timer(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    alice = await new_user(server, tmp_path, "Alice")
+    bob = await new_user(server, tmp_path, "Bob")
+    mallory = await new_user(server, tmp_path, "Mallory")
+    async with devices(alice, bob, mallory):
+        group = await alice.secret.create_group("cell", [bob.user_id, mallory.user_id])
+        await alice.secret.set_ttl(group.id, 60)
+        await settle(bob, mallory)
+        await alice.secret.remove_member(group.id, mallory.user_id)
+        await settle(bob, mallory)
+        chat = mallory.secret.state.chats[group.id]
+        chat.left = False  # Mallory's client ignores her removal
+        assert chat.group is not None
+        chat.group.members = sorted({alice.user_id, bob.user_id, mallory.user_id})
+        await mallory.secret.set_ttl(group.id, 0)
+        await settle(bob)
+        assert bob.secret.state.chats[group.id].ttl == 60
+        assert "not_member" in bob.notice_codes(group.id)
+
+
+async def test_a_member_added_back_can_read_and_write_again(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    alice = await new_user(server, tmp_path, "Alice")
+    bob = await new_user(server, tmp_path, "Bob")
+    async with devices(alice, bob):
+        group = await alice.secret.create_group("cell", [bob.user_id])
+        await alice.secret.remove_member(group.id, bob.user_id)
+        await settle(bob)
+        assert bob.secret.state.chats[group.id].left
+        await alice.secret.add_members(group.id, [bob.user_id])
+        await settle(bob)
+        assert not bob.secret.state.chats[group.id].left
+        await alice.secret.send(group.id, "welcome back")
+        assert (await bob.next_text()).text == "welcome back"
+        await bob.secret.send(group.id, "glad to be")
+        assert (await alice.next_text()).text == "glad to be"
+
+
+async def test_two_groups_with_one_title_are_told_apart_by_id(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    alice = await new_user(server, tmp_path, "Alice")
+    bob = await new_user(server, tmp_path, "Bob")
+    async with devices(alice, bob):
+        first = await alice.secret.create_group("Cell 9", [bob.user_id])
+        await alice.secret.create_group("Cell 9", [bob.user_id])
+        with pytest.raises(SamizdatError) as refused:
+            await alice.secret.send("Cell 9", "which one?")
+        assert refused.value.code is ErrorCode.CHAT_INVALID
+        await alice.secret.send(first.id, "this one")
+        assert (await bob.next_text()).text == "this one"

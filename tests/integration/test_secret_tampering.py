@@ -19,6 +19,7 @@ from tests.secret_devices import (
     open_device,
     queue_row,
     run_sql,
+    settle,
 )
 
 SENT = [f"dispatch {i}: the presses roll at dawn" for i in range(1, 7)]
@@ -75,7 +76,7 @@ async def test_tampered_olm_messages_are_notices_never_wrong_text(
             assert await inbox_rows(server, bob.device_id) == []  # all acknowledged
 
 
-async def test_a_replayed_pre_key_message_on_the_fallback_key_is_caught_by_the_count(
+async def test_a_replayed_pre_key_message_on_the_fallback_key_is_refused_and_breaks_nothing(
     server: ServerProcess, tmp_path: Path
 ) -> None:
     alice = await new_user(server, tmp_path, "Alice")
@@ -93,7 +94,15 @@ async def test_a_replayed_pre_key_message_on_the_fallback_key_is_caught_by_the_c
         async with devices(again):
             chat = f"u{alice.user_id}"
             assert [e.text for e in shown(again, chat)] == [SENT[0]]
-            assert alerts(again, chat) == ["replay"]
+            # It must not start a second session on the reusable fallback key (that would push
+            # the real one aside and break the replies).
+            assert alerts(again, chat) == ["undecryptable"]
+            await again.secret.send(alice.user_id, "got it")
+            assert (await alice.next_text()).text == "got it"
+            await alice.secret.send(bob.user_id, SENT[1])
+            await settle(again)
+            assert [e.text for e in shown(again, chat)] == [SENT[0], "got it", SENT[1]]
+            assert alerts(again, chat) == ["undecryptable"]
 
 
 async def test_tampered_group_messages_are_notices_never_wrong_text(

@@ -14,6 +14,7 @@ that did not decrypt, a changed key); expired messages are deleted as their time
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -38,6 +39,8 @@ from samizdat.client.secret import (
 from samizdat.crypto.vault import Vault
 from samizdat.protocol.errors import Unavailable
 from samizdat.protocol.models import SecretMessageUpdate
+
+log = logging.getLogger(__name__)
 
 #: Seconds between reconnection attempts: doubling from the first to the last.
 FIRST_RETRY = 0.5
@@ -110,7 +113,10 @@ async def _expire(secret: SecretChats) -> None:
     while True:
         await asyncio.sleep(1.0)
         if secret.opened:
-            await secret.purge_expired()
+            try:
+                await secret.purge_expired()
+            except Exception:  # a failed save is retried next second; the timer must go on
+                log.exception("could not delete expired secret messages")
 
 
 async def _follow(client: Client, out: Output, stop: asyncio.Event, vault: Vault | None) -> None:

@@ -55,7 +55,8 @@ secret_app = typer.Typer(
 PeerArg = Annotated[
     str,
     typer.Argument(
-        help="@username, +phone or user id; for a secret group, its title or id",
+        help="@username, +phone or user id; for a secret group, its title or id (verify and "
+        "fingerprint also take your own @username: your other devices)",
         show_default=False,
     ),
 ]
@@ -254,8 +255,11 @@ def history(
             out.console.print(line)
 
 
-async def _ttl(options: SecretOptions, peer: str, seconds: int) -> str:
-    async with secret_chats(options.profile, keyring=options.keyring) as secret:
+async def _ttl(
+    options: SecretOptions, out: Output, peer: str, seconds: int, strict: bool, yes: bool
+) -> str:
+    confirm = _confirmer(out, strict=strict, yes=yes)
+    async with secret_chats(options.profile, keyring=options.keyring, confirm=confirm) as secret:
         return (await secret.set_ttl(peer, seconds)).id
 
 
@@ -263,13 +267,15 @@ def ttl(
     ctx: typer.Context,
     peer: PeerArg,
     seconds: Annotated[int, typer.Argument(min=0, max=MAX_TTL, help="0 (off) or 5 to 604800")],
+    strict: StrictFlag = False,
+    yes: YesFlag = False,
     json_: JsonFlag = False,
 ) -> None:
     """Set the chat's self-destruct timer: new messages are deleted on every device that
     many seconds after they are read."""
     options = _options(ctx)
     out = Output(json_, options.profile)
-    chat_id = out.run(_ttl(options, peer, seconds))
+    chat_id = out.run(_ttl(options, out, peer, seconds, strict, yes))
     out.result({"chat": chat_id, "ttl": seconds}, f"Self-destruct timer: {ttl_text(seconds)}")
 
 

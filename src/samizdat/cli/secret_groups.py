@@ -67,22 +67,35 @@ def create(
     out.result(_group_json(chat), _group_text(chat, "Created"))
 
 
-async def _add(options: SecretOptions, group: str, members: list[str]) -> SecretChat:
-    async with secret_chats(options.profile, keyring=options.keyring) as secret:
-        return await secret.add_members(group, members, allow_unverified=True)
+async def _add(
+    options: SecretOptions, out: Output, group: str, members: list[str], strict: bool, yes: bool
+) -> SecretChat:
+    confirm = _confirmer(out, strict=strict, yes=yes)
+    async with secret_chats(options.profile, keyring=options.keyring, confirm=confirm) as secret:
+        return await secret.add_members(group, members)
 
 
 @secret_group_app.command()
-def add(ctx: typer.Context, group: GroupArg, members: MembersArg, json_: JsonFlag = False) -> None:
+def add(
+    ctx: typer.Context,
+    group: GroupArg,
+    members: MembersArg,
+    strict: StrictFlag = False,
+    yes: YesFlag = False,
+    json_: JsonFlag = False,
+) -> None:
     """Add MEMBERS to a secret group you created. They read from the next message on."""
     options = _options(ctx)
     out = Output(json_, options.profile)
-    chat = out.run(_add(options, group, members))
+    chat = out.run(_add(options, out, group, members, strict, yes))
     out.result(_group_json(chat), _group_text(chat, "Updated"))
 
 
-async def _remove(options: SecretOptions, group: str, member: str) -> SecretChat:
-    async with secret_chats(options.profile, keyring=options.keyring) as secret:
+async def _remove(
+    options: SecretOptions, out: Output, group: str, member: str, strict: bool, yes: bool
+) -> SecretChat:
+    confirm = _confirmer(out, strict=strict, yes=yes)
+    async with secret_chats(options.profile, keyring=options.keyring, confirm=confirm) as secret:
         return await secret.remove_member(group, member)
 
 
@@ -91,27 +104,36 @@ def remove(
     ctx: typer.Context,
     group: GroupArg,
     member: Annotated[str, typer.Argument(help="@username, +phone or user id", show_default=False)],
+    strict: StrictFlag = False,
+    yes: YesFlag = False,
     json_: JsonFlag = False,
 ) -> None:
     """Remove MEMBER from a secret group you created. Every member's next message uses new
     keys that MEMBER never gets."""
     options = _options(ctx)
     out = Output(json_, options.profile)
-    chat = out.run(_remove(options, group, member))
+    chat = out.run(_remove(options, out, group, member, strict, yes))
     out.result(_group_json(chat), _group_text(chat, "Updated"))
 
 
-async def _leave(options: SecretOptions, group: str) -> None:
-    async with secret_chats(options.profile, keyring=options.keyring) as secret:
+async def _leave(options: SecretOptions, out: Output, group: str, strict: bool, yes: bool) -> None:
+    confirm = _confirmer(out, strict=strict, yes=yes)
+    async with secret_chats(options.profile, keyring=options.keyring, confirm=confirm) as secret:
         await secret.leave_group(group)
 
 
 @secret_group_app.command()
-def leave(ctx: typer.Context, group: GroupArg, json_: JsonFlag = False) -> None:
+def leave(
+    ctx: typer.Context,
+    group: GroupArg,
+    strict: StrictFlag = False,
+    yes: YesFlag = False,
+    json_: JsonFlag = False,
+) -> None:
     """Leave a secret group."""
     options = _options(ctx)
     out = Output(json_, options.profile)
-    out.run(_leave(options, group))
+    out.run(_leave(options, out, group, strict, yes))
     out.result({"left": group}, f"You left {escape(group)}")
 
 

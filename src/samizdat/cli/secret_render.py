@@ -15,9 +15,9 @@ from samizdat.crypto.verification import SasCodes
 
 async def chat_title(chat: SecretChat, names: Names) -> str:
     if chat.group is not None:
-        return chat.group.title
+        return printable(chat.group.title)
     assert chat.peer is not None
-    return await names.user(chat.peer)
+    return printable(await names.user(chat.peer))
 
 
 def ttl_text(seconds: int) -> str:
@@ -27,6 +27,15 @@ def ttl_text(seconds: int) -> str:
         if seconds % size == 0:
             return f"{seconds // size} {unit}"
     return f"{seconds} s"
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """A peer's text as it may reach a terminal: no control or bidi-override characters
+    (they could rewrite the screen or disguise what is shown)."""
+    return _CONTROL.sub("\ufffd", text)
 
 
 _USER = re.compile(r"\buser (\d+)", re.IGNORECASE)
@@ -42,7 +51,7 @@ async def with_names(text: str, names: Names) -> str:
 async def entry_line(entry: MessageEntry | NoticeEntry, names: Names) -> str:
     """One history line; notices that may mean interception or loss stand out."""
     if isinstance(entry, NoticeEntry):
-        text = escape(await with_names(entry.text, names))
+        text = escape(printable(await with_names(entry.text, names)))
         match entry.level:
             case NoticeLevel.ALERT:
                 return f"[bold red]⚠ {text}[/bold red]"
@@ -56,9 +65,12 @@ async def entry_line(entry: MessageEntry | NoticeEntry, names: Names) -> str:
         marks.append(f"⏱ {ttl_text(entry.ttl)}")
     if entry.late:
         marks.append("arrived late")
+    if entry.unverified:
+        marks.append("from a new, unverified device")
     tail = f" [dim]({', '.join(marks)})[/dim]" if marks else ""
     stamp = f"[dim]{when(entry.sent_at)}[/dim]"
-    return f"{stamp} [bold]{escape(who)}[/bold]: {escape(entry.text)}{tail}"
+    warn = "[yellow]! [/yellow]" if entry.unverified else ""
+    return f"{stamp} {warn}[bold]{escape(who)}[/bold]: {escape(printable(entry.text))}{tail}"
 
 
 def entry_json(chat_id: str, entry: MessageEntry | NoticeEntry) -> dict[str, Any]:

@@ -147,11 +147,17 @@ class OlmSessions:
             message = vodozemac.AnyOlmMessage.from_parts(olm_type, base64.b64decode(ciphertext))
             pre_key = message.to_pre_key() if olm_type == 0 else None
             for session in list(self._sessions.get(sender_identity_key, [])):
-                if pre_key is not None and not session.session_matches(pre_key):
+                matches = pre_key is not None and session.session_matches(pre_key)
+                if pre_key is not None and not matches:
                     continue
                 try:
                     plaintext = bytes(session.decrypt(message))
                 except vodozemac.OlmDecryptionException:
+                    if matches:
+                        # A pre-key message of a session we already have that no longer
+                        # opens is a replay: never let it start a second session (on a
+                        # fallback key it would, and push the real one aside).
+                        raise OlmError("a replayed or altered message") from None
                     continue
                 self._use(sender_identity_key, session)
                 return plaintext

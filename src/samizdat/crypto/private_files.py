@@ -18,6 +18,11 @@ def write_private(path: Path, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())  # the rename must not land before the data (power loss)
     os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # and the rename itself must survive a power loss
+    finally:
+        os.close(directory)
 
 
 __all__ = ["write_private"]

@@ -93,6 +93,8 @@ _RESEND_WINDOW = 500
 #: Inbound group sessions kept per sender device and group (older ones are forgotten, so
 #: late messages of a session two rotations back no longer open).
 _SESSIONS_PER_SENDER = 3
+#: Verification requests remembered (the newest); more is someone flooding.
+_MAX_REQUESTS = 16
 _RETRY_CODES = {ErrorCode.DEVICE_LIST_CHANGED, ErrorCode.DEVICE_NOT_FOUND}
 
 Event = SecretMessage | SecretNotice | VerificationRequested
@@ -280,9 +282,22 @@ class SecretChats:
         if isinstance(peer, str) and peer in self.state.chats:
             return self.state.chats[peer]
         if isinstance(peer, str) and not peer.startswith(("@", "+")) and not peer.isdigit():
-            for chat in self.state.chats.values():
-                if chat.group is not None and peer in {chat.group.title, chat.id, chat.id[1:]}:
-                    return chat
+            by_id = [c for c in self.state.chats.values() if peer in {c.id, c.id[1:]}]
+            by_title = [
+                c
+                for c in self.state.chats.values()
+                if c.group is not None and c.group.title == peer
+            ]
+            if by_id:
+                return by_id[0]
+            if len(by_title) > 1:
+                raise SamizdatError(
+                    f"{len(by_title)} secret groups are called {peer!r}; give the group's id "
+                    "(samizdat secret chats shows them)",
+                    code=ErrorCode.CHAT_INVALID,
+                )
+            if by_title:
+                return by_title[0]
             raise NotFound(
                 f"no secret group called {peer!r}; give @username, +phone or a user id for a "
                 "1:1 secret chat",
@@ -370,7 +385,9 @@ class SecretChats:
         await self.flush()
         return entry
 
-    async def set_ttl(self, peer: str | int | SecretChat, seconds: int) -> SecretChat:
+    async def set_ttl(
+        self, peer: str | int | SecretChat, seconds: int, *, allow_unverified: bool = False
+    ) -> SecretChat:
         """Set the chat's self-destruct timer for new messages, on every end."""
         if not ttl_valid(seconds):
             raise SamizdatError(
@@ -379,7 +396,7 @@ class SecretChats:
             )
         chat = await self.resolve(peer)
         async with self._lock:
-            await self._send_olm(chat, SetTtl(chat=chat.id, ttl=seconds), allow_unverified=True)
+            await self._send_olm(chat, SetTtl(chat=chat.id, ttl=seconds), allow_unverified)
             chat.ttl = seconds
             chat.notice(self.clock(), NoticeLevel.INFO, "ttl", _ttl_text("You", seconds))
             self.history_store.touch(chat)
@@ -477,7 +494,9 @@ class SecretChats:
         await self.flush()
         return chat
 
-    async def remove_member(self, group: str, member: str | int) -> SecretChat:
+    async def remove_member(
+        self, group: str, member: str | int, *, allow_unverified: bool = False
+    ) -> SecretChat:
         """Remove a member: they are told, and every remaining member's next message uses a
         new group session they never get."""
         chat = self._admin_group(await self.resolve(group))
@@ -489,19 +508,19 @@ class SecretChats:
             before = chat.member_ids(self.user_id)
             chat.group.members = [m for m in chat.group.members if m != removed]
             chat.group.epoch += 1
-            await self._send_group_state(chat, before, allow_unverified=True)
+            await self._send_group_state(chat, before, allow_unverified)
             self._rotate(chat.id[1:])
             chat.notice(self.clock(), NoticeLevel.INFO, "group", f"Removed user {removed}")
             self.history_store.touch(chat)
         await self.flush()
         return chat
 
-    async def leave_group(self, group: str) -> None:
+    async def leave_group(self, group: str, *, allow_unverified: bool = False) -> None:
         chat = await self.resolve(group)
         if chat.group is None or chat.left:
             raise NotFound("not a secret group you are in", code=ErrorCode.CHAT_NOT_FOUND)
         async with self._lock:
-            await self._send_olm(chat, GroupLeave(group=chat.id[1:]), allow_unverified=True)
+            await self._send_olm(chat, GroupLeave(group=chat.id[1:]), allow_unverified)
             chat.left = True
             self._rotate(chat.id[1:])
             chat.notice(self.clock(), NoticeLevel.INFO, "group", "You left the group")
@@ -622,11 +641,14 @@ class SecretChats:
                     await self.client.call("secret.send", **params)
                     delivered.update(m["device_id"] for m in params.get("messages", []))
             except SamizdatError as exc:
-                # Counts go back for devices that got nothing, so their next number follows
-                # the last one they saw; the ones that did get theirs keep them.
-                for device in devices:
-                    if device.device_id not in delivered:
-                        self._restore_count(device.identity_key, counts)
+                if exc.code in _RETRY_CODES:
+                    # The server refused before storing anything: counts go back for devices
+                    # that got nothing, so their next number follows the last one they saw.
+                    # After any other failure (a timeout, say) the ciphertext may have been
+                    # stored, so the numbers stay used: at worst the receiver sees a gap.
+                    for device in devices:
+                        if device.device_id not in delivered:
+                            self._restore_count(device.identity_key, counts)
                 await self._save()
                 if exc.code not in _RETRY_CODES or attempt == _SEND_ATTEMPTS - 1:
                     raise
@@ -659,13 +681,7 @@ class SecretChats:
             self.state.sent.pop(identity_key, None)
 
     async def _check_trust(self, devices: list[KnownDevice], allow_unverified: bool) -> None:
-        risky = [
-            d
-            for d in devices
-            if d.user_id != self.user_id
-            and d.trust is Trust.NEW
-            and self.state.user_verified(d.user_id)
-        ]
+        risky = [d for d in devices if d.trust is Trust.NEW and self.state.user_verified(d.user_id)]
         if not risky or allow_unverified:
             return
         if self.confirm_new_devices is not None and await self.confirm_new_devices(risky):
@@ -676,6 +692,15 @@ class SecretChats:
         raise UnverifiedDevices(risky)
 
     async def _send_group(self, chat: SecretChat, body: Text, allow_unverified: bool) -> None:
+        group = chat.group
+        assert group is not None
+        if group.seen_epoch > group.epoch:
+            raise SamizdatError(
+                "this group was changed (a member added or removed) but the change has not "
+                "reached this device yet, so it may still list someone who was removed: not "
+                "sent. Try again later; if it persists, the server may be withholding it",
+                code=ErrorCode.CHAT_INVALID,
+            )
         group_id = chat.id[1:]
         users = chat.member_ids(self.user_id)
         built = False
@@ -688,10 +713,14 @@ class SecretChats:
             outbound, info = self._outbound_for(group_id, users, devices)
             need_key = [d for d in devices if d.identity_key not in info.shared_with]
             info.shared_with.extend(d.identity_key for d in need_key)  # saved before relaying
-            key_body = RoomKey(group=group_id, session_id=outbound.session_id)
+            key_body = RoomKey(group=group_id, session_id=outbound.session_id, epoch=group.epoch)
             olm = [(d, self._seal(d, otks, key_body, group_id)) for d in need_key]
             envelope = GroupEnvelope(
-                group=group_id, sender_user=self.user_id, sender_device=self.device_id, body=body
+                group=group_id,
+                epoch=group.epoch,
+                sender_user=self.user_id,
+                sender_device=self.device_id,
+                body=body,
             )
             ciphertext = self.keys.encrypt_group(group_id, envelope.model_dump(mode="json"))
             return Outgoing(users, olm, ciphertext, devices)
@@ -740,7 +769,14 @@ class SecretChats:
         while True:
             waiting = await self.client.pending_secret(limit=100)
             for raw in waiting:
-                await self._receive(SecretMessageUpdate.model_validate(raw))
+                try:
+                    update = SecretMessageUpdate.model_validate(raw)
+                except ValidationError:
+                    log.warning("the server sent a malformed secret-message envelope")
+                    if isinstance(raw, dict) and isinstance(raw.get("id"), int):
+                        self._to_ack.append(raw["id"])  # or it blocks the queue for ever
+                    continue
+                await self._receive(update)
             total += len(waiting)
             await self.flush()
             await self._emit()
@@ -873,6 +909,7 @@ class SecretChats:
                 f"A group message from non-member {self._who(sender)} was ignored",
             )
             return
+        self._saw_epoch(chat, envelope.epoch)
         arrival, missing = info.seen.observe(opened.message_index + 1)
         if arrival is Arrival.REPLAY:
             self._alert(
@@ -913,6 +950,26 @@ class SecretChats:
                 f"A group key from {self._who(sender)} for a group they are not in was refused",
             )
             return
+        owner = (body.group, sender.user_id, sender.device_id, sender.identity_key)
+        known = self.state.group_sessions.get(body.session_id)
+        if known is not None or body.session_id in self.keys.inbound:
+            if (
+                known is None
+                or (
+                    known.group,
+                    known.sender_user,
+                    known.sender_device,
+                    known.sender_key,
+                )
+                != owner
+            ):
+                self._alert(
+                    chat_id,
+                    "bad_key",
+                    f"{self._who(sender)} sent a key for a group session that is not theirs; "
+                    "refused",
+                )
+            return  # the owner sharing again: what this device has seen stands
         try:
             self.keys.accept(key)
         except MegolmError:
@@ -920,6 +977,7 @@ class SecretChats:
                 chat_id, "bad_key", f"A malformed group key from {self._who(sender)} was refused"
             )
             return
+        self._saw_epoch(chat, body.epoch)
         first = self.keys.inbound.first_index(body.session_id)
         self._forget_old_sessions(body.group, sender.user_id, sender.device_id)
         self.state.group_sessions[body.session_id] = GroupSessionInfo(
@@ -928,6 +986,20 @@ class SecretChats:
             sender_device=sender.device_id,
             sender_key=sender.identity_key,
             seen=Stream(last=first),
+        )
+
+    def _saw_epoch(self, chat: SecretChat, epoch: int) -> None:
+        """Group traffic made for a newer member list than this device knows: a change did
+        not arrive (or not yet). Sending stops until it does."""
+        group = chat.group
+        if group is None or epoch <= max(group.epoch, group.seen_epoch):
+            return
+        group.seen_epoch = epoch
+        self._alert(
+            chat.id,
+            "group_behind",
+            "This group was changed on another device but the change has not reached this "
+            "one: you cannot send here until it does (the server may be withholding it)",
         )
 
     def _forget_old_sessions(self, group: str, user_id: int, device_id: int) -> None:
@@ -943,18 +1015,44 @@ class SecretChats:
             del self.state.group_sessions[session_id]
 
     async def _apply(self, body: Body, sender: KnownDevice, chat_id: str, late: bool) -> None:
+        if isinstance(body, SasStart | SasAccept | SasKey | SasMac | SasCancel):
+            self._on_sas(body, sender)
+            return
+        if isinstance(body, GroupState):
+            self._apply_group_state(body, sender)
+            return
+        if isinstance(body, RoomKey):
+            self._alert(chat_id, "bad_key", "A group-key message without a key was ignored")
+            return
+        if not chat_id:
+            self._alert(
+                self._fallback_chat(sender.user_id),
+                "misaddressed",
+                f"A secret message from {self._who(sender)} named a chat that is not "
+                "between you; ignored",
+            )
+            return
+        chat = self._known_or_direct(chat_id)
+        if chat is None:
+            return  # a group this device never joined: nothing to apply it to
+        if chat.group is not None and (chat.left or sender.user_id not in chat.group.members):
+            # Only members change a group's timers or read marks; ignore the rest, loudly.
+            self._alert(
+                chat.id,
+                "not_member",
+                f"A group message from non-member {self._who(sender)} was ignored",
+            )
+            return
         match body:
             case Text():
-                chat = self._known_or_direct(chat_id)
-                if chat is not None and chat.group is None:
+                if chat.group is None:
                     self._add_text(chat, body, sender, late)
-                elif chat_id:
+                else:
                     self._alert(
-                        chat_id, "misaddressed", "A group text arrived outside the group; ignored"
+                        chat.id, "misaddressed", "A group text arrived outside the group; ignored"
                     )
             case ChatStarted():
-                chat = self._known_or_direct(chat_id)
-                if chat is not None and sender.user_id != self.user_id:
+                if chat.group is None and sender.user_id != self.user_id:
                     chat.ttl = body.ttl
                     self._notice(
                         chat,
@@ -963,36 +1061,23 @@ class SecretChats:
                         f"{self._who(sender)} started a secret chat",
                     )
             case Read():
-                chat = self.state.chats.get(chat_id)
-                if chat is not None:
-                    first = chat.start_timers(
-                        set(body.ids), self.clock(), outgoing=sender.user_id != self.user_id
-                    )
-                    if first is not None:
-                        self.history_store.touch(chat, first)
+                first = chat.start_timers(
+                    set(body.ids), self.clock(), outgoing=sender.user_id != self.user_id
+                )
+                if first is not None:
+                    self.history_store.touch(chat, first)
             case SetTtl():
-                chat = self._known_or_direct(chat_id)
-                if chat is not None:
-                    chat.ttl = body.ttl
-                    self._notice(
-                        chat, NoticeLevel.INFO, "ttl", _ttl_text(self._who(sender), body.ttl)
-                    )
-            case GroupState():
-                self._apply_group_state(body, sender)
+                chat.ttl = body.ttl
+                self._notice(chat, NoticeLevel.INFO, "ttl", _ttl_text(self._who(sender), body.ttl))
             case GroupLeave():
-                chat = self.state.chats.get(chat_id)
-                if (
-                    chat is not None
-                    and chat.group is not None
-                    and sender.user_id in chat.group.members
-                ):
+                assert chat.group is not None
+                if sender.user_id == self.user_id:
+                    chat.left = True  # I left from another of my devices
+                    self._notice(chat, NoticeLevel.INFO, "group", "You left the group")
+                else:
                     chat.group.members = [m for m in chat.group.members if m != sender.user_id]
-                    self._rotate(body.group)
                     self._notice(chat, NoticeLevel.INFO, "group", f"User {sender.user_id} left")
-            case RoomKey():
-                self._alert(chat_id, "bad_key", "A group-key message without a key was ignored")
-            case SasStart() | SasAccept() | SasKey() | SasMac() | SasCancel():
-                self._on_sas(body, sender)
+                self._rotate(body.group)
 
     def _known_or_direct(self, chat_id: str) -> SecretChat | None:
         if not chat_id:
@@ -1016,6 +1101,7 @@ class SecretChats:
             ttl=body.ttl,
             outgoing=sender.user_id == self.user_id,
             late=late,
+            unverified=sender.trust is Trust.NEW and self.state.user_verified(sender.user_id),
         )
         chat.history.append(entry)
         self.history_store.touch(chat)
@@ -1046,7 +1132,12 @@ class SecretChats:
             )
             return
         group = chat.group
-        if group is None or sender.user_id != group.admin or body.admin != group.admin:
+        if (
+            group is None
+            or sender.user_id != group.admin
+            or body.admin != group.admin
+            or body.admin not in body.members
+        ):
             self._alert(
                 chat_id, "group", f"{self._who(sender)} tried to change a group they do not run"
             )
@@ -1056,6 +1147,9 @@ class SecretChats:
         before = set(group.members)
         group.title, group.members, group.epoch = body.title, body.members, body.epoch
         chat.ttl = body.ttl
+        if self.user_id in body.members and chat.left:
+            chat.left = False
+            self._notice(chat, NoticeLevel.INFO, "group", f"{self._who(sender)} added you back")
         removed, added = before - set(body.members), set(body.members) - before
         if self.user_id not in body.members:
             chat.left = True
@@ -1088,16 +1182,24 @@ class SecretChats:
 
     def _note_changes(self, changes: list[Change]) -> None:
         for change, device in changes:
-            if device.user_id == self.user_id:
-                continue
+            own = device.user_id == self.user_id
             verified = self.state.user_verified(device.user_id)
             chats = [
                 c
                 for c in self.state.chats.values()
-                if c.peer == device.user_id
+                if own
+                or c.peer == device.user_id
                 or (c.group is not None and device.user_id in c.group.members)
             ]
+            whose = "your account" if own else f"user {device.user_id}"
             match change:
+                case DeviceChange.NEW if own:
+                    level = NoticeLevel.WARNING
+                    text = (
+                        f"A new device ({device.device_id}) was added to your account and gets "
+                        "copies of your secret messages. If it is not yours, log it out now: "
+                        f"samizdat devices revoke {device.device_id}"
+                    )
                 case DeviceChange.NEW:
                     level = NoticeLevel.WARNING if verified else NoticeLevel.INFO
                     text = f"User {device.user_id} has a new device ({device.device_id})" + (
@@ -1108,14 +1210,16 @@ class SecretChats:
                 case DeviceChange.KEYS_CHANGED:
                     level = NoticeLevel.ALERT
                     text = (
-                        f"The keys of user {device.user_id}'s device {device.device_id} CHANGED. "
-                        "If they did not reinstall, someone may be intercepting: compare safety "
-                        "numbers (samizdat secret fingerprint) before you trust it"
-                    )
+                        f"The keys of {whose}'s device {device.device_id} CHANGED. If it was not "
+                        "reinstalled, someone may be intercepting: compare safety numbers "
+                        "(samizdat secret fingerprint) before you trust it"
+                    ).replace("your account's", "your")
                 case DeviceChange.GONE:
-                    level, text = (
-                        NoticeLevel.INFO,
-                        f"User {device.user_id}'s device {device.device_id} was logged out",
+                    level = NoticeLevel.INFO
+                    text = (
+                        f"{whose.capitalize()}'s device {device.device_id} was logged out".replace(
+                            "Your account's", "Your"
+                        )
                     )
             for chat in chats:
                 self._notice(chat, level, f"device_{change.value}", text)
@@ -1127,10 +1231,13 @@ class SecretChats:
         if watcher is not None:
             watcher.put_nowait((body, sender))
             return
-        if isinstance(body, SasStart) and sender.user_id != self.user_id:
-            self.state.verification_requests[body.txn] = VerificationRequest(
+        if isinstance(body, SasStart):
+            requests = self.state.verification_requests
+            requests[body.txn] = VerificationRequest(
                 user_id=sender.user_id, device_id=sender.device_id, at=self.clock()
             )
+            for stale in sorted(requests, key=lambda t: requests[t].at)[:-_MAX_REQUESTS]:
+                del requests[stale]
             self._events.append(VerificationRequested(sender.user_id, sender.device_id, body.txn))
 
 

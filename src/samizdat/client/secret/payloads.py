@@ -52,6 +52,9 @@ def _ttl(seconds: int) -> int:
 
 Ttl = Annotated[int, Field(ge=0, le=MAX_TTL), AfterValidator(_ttl)]
 Transaction = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+#: Seconds since the epoch, finite and before the year 2200 (rendering must not overflow).
+Timestamp = Annotated[float, Field(ge=0, le=7_258_118_400, allow_inf_nan=False)]
+Epoch = Annotated[int, Field(ge=1, le=2**53)]
 
 
 class Payload(BaseModel):
@@ -64,7 +67,7 @@ class Text(Payload):
     id: MessageId
     text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_LENGTH)]
     ttl: Ttl = 0
-    sent_at: float
+    sent_at: Timestamp
 
 
 class ChatStarted(Payload):
@@ -90,11 +93,13 @@ class SetTtl(Payload):
 
 
 class RoomKey(Payload):
-    """The sender device's group session for ``group`` (its key is taken out in crypto)."""
+    """The sender device's group session for ``group`` (its key is taken out in crypto), made
+    for the members of ``epoch``."""
 
     type: Literal["room_key"] = "room_key"
     group: GroupId
     session_id: Key
+    epoch: Epoch
 
 
 class GroupState(Payload):
@@ -105,7 +110,7 @@ class GroupState(Payload):
     title: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     admin: UserIdField
     members: Annotated[list[UserIdField], Field(min_length=1, max_length=MAX_SECRET_GROUP_MEMBERS)]
-    epoch: Annotated[int, Field(ge=1)]
+    epoch: Epoch
     ttl: Ttl = 0
 
 
@@ -177,10 +182,12 @@ class DeviceEnvelope(Payload):
 
 
 class GroupEnvelope(Payload):
-    """A Megolm payload: a text for a secret group, from one device."""
+    """A Megolm payload: a text for a secret group, from one device, sent with the member
+    list of ``epoch`` (a receiver that knows only an older one missed a change)."""
 
     v: Literal[1] = 1
     group: GroupId
+    epoch: Epoch
     sender_user: UserIdField
     sender_device: UserIdField
     body: Text

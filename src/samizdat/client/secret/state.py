@@ -86,6 +86,7 @@ class MessageEntry(Model):
     ttl: int = 0
     outgoing: bool = False
     late: bool = False
+    unverified: bool = False  # from a new, unverified device of a verified user
     read_at: float | None = None
     expires_at: float | None = None
 
@@ -112,6 +113,7 @@ class GroupInfo(Model):
     admin: int
     members: list[int]
     epoch: int = 1
+    seen_epoch: int = 0  # the newest epoch other members' traffic was made for
 
 
 class SecretChat(Model):

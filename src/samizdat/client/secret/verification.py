@@ -107,6 +107,7 @@ class Verification:
         self.sas = SasExchange()
         self.step = Step.STARTED if initiator else Step.ACCEPTED
         self._commitment: str | None = None
+        self._their_key: str | None = None
         self._their_mac: SasMac | None = None
 
     @property
@@ -144,6 +145,7 @@ class Verification:
                     self.step = Step.CANCELLED
                     raise VerificationFailed("the peer's key does not match its commitment")
                 self._establish(body.key)
+                self._their_key = body.key
                 return (
                     None
                     if self.initiator
@@ -171,8 +173,11 @@ class Verification:
             raise VerificationFailed("the peer's verification key is not valid") from exc
 
     def _info(self) -> str:
-        me = (self.me.user_id, self.me.device_id, self.me.identity_key)
-        peer = (self.peer.user_id, self.peer.device_id, self.peer.identity_key)
+        """As ``m.sas.v1``: both users, devices and *ephemeral* keys, and the transaction
+        (the long-term keys are bound afterwards, by the MACs)."""
+        assert self._their_key is not None
+        me = (self.me.user_id, self.me.device_id, self.sas.public_key)
+        peer = (self.peer.user_id, self.peer.device_id, self._their_key)
         initiator, acceptor = (me, peer) if self.initiator else (peer, me)
         return sas_info(
             initiator_user=initiator[0],

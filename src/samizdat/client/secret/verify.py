@@ -34,20 +34,29 @@ class Fingerprint:
     safety_number: str
 
 
-async def fingerprints(secret: SecretChats, peer: str | int) -> list[Fingerprint]:
-    """The safety number of this device with each of the peer's devices (fresh list)."""
+async def peer_user(secret: SecretChats, peer: str | int) -> int:
+    """The user to verify: ``@username``, ``+phone`` or a user id (your own too: your other
+    devices), or the user of a 1:1 secret chat."""
+    if isinstance(peer, int) or peer.isdigit() or peer.startswith(("@", "+")):
+        return await secret._user_id(peer)
     chat = await secret.resolve(peer)
     if chat.peer is None:
-        raise NotFound("fingerprints are per user, not per group", code=ErrorCode.CHAT_NOT_FOUND)
+        raise NotFound("verification is with a user, not a group", code=ErrorCode.CHAT_NOT_FOUND)
+    return chat.peer
+
+
+async def fingerprints(secret: SecretChats, peer: str | int) -> list[Fingerprint]:
+    """The safety number of this device with each of the peer's devices (fresh list)."""
+    user = await peer_user(secret, peer)
     async with secret._lock:
-        devices, changes = await secret.directory.devices_of([chat.peer], refresh=True)
+        devices, changes = await secret.directory.devices_of([user], refresh=True)
         secret._note_changes(changes)
     await secret.flush()
     mine = secret.keys.identity_key
     return [
         Fingerprint(d, safety_number(secret.user_id, mine, d.user_id, d.identity_key))
         for d in devices
-        if d.user_id == chat.peer
+        if d.user_id == user
     ]
 
 
@@ -67,10 +76,7 @@ async def verify(
     whether the person confirmed they match. Returns the device, now verified; raises
     VerificationFailed (mismatch, cancel, bad MAC) or TimeoutError after ``patience``
     seconds."""
-    chat = await secret.resolve(peer)
-    if chat.peer is None:
-        raise NotFound("verification is with a user, not a group", code=ErrorCode.CHAT_NOT_FOUND)
-    user = chat.peer
+    user = await peer_user(secret, peer)
     me = _me(secret)
     inbox: asyncio.Queue[tuple[Any, KnownDevice]] = asyncio.Queue()
     secret._sas_watch[user] = inbox
@@ -182,4 +188,4 @@ async def _drive(
             return v.peer
 
 
-__all__ = ["REQUEST_FRESH_FOR", "Fingerprint", "fingerprints", "verify"]
+__all__ = ["REQUEST_FRESH_FOR", "Fingerprint", "fingerprints", "peer_user", "verify"]

@@ -70,6 +70,7 @@ def group_envelope(body: dict[str, Any] | None = None, **changes: Any) -> dict[s
     return {
         "v": 1,
         "group": GROUP_ID,
+        "epoch": 1,
         "sender_user": 1,
         "sender_device": 2,
         "body": text_body(chat="g" + GROUP_ID) if body is None else body,
@@ -82,7 +83,10 @@ BODIES: dict[str, tuple[dict[str, Any], type]] = {
     "start": ({"type": "start", "chat": "u7", "ttl": 30}, ChatStarted),
     "read": ({"type": "read", "chat": "g" + GROUP_ID, "ids": [MESSAGE_ID]}, Read),
     "ttl": ({"type": "ttl", "chat": "u7", "ttl": MAX_TTL}, SetTtl),
-    "room_key": ({"type": "room_key", "group": GROUP_ID, "session_id": "sid"}, RoomKey),
+    "room_key": (
+        {"type": "room_key", "group": GROUP_ID, "session_id": "sid", "epoch": 1},
+        RoomKey,
+    ),
     "group": (
         {
             "type": "group",
@@ -407,3 +411,9 @@ def test_a_peer_cannot_set_a_timer_below_the_minimum() -> None:
     )
     assert isinstance(parsed.body, SetTtl)
     assert ttl_valid(parsed.body.ttl)
+
+
+@pytest.mark.parametrize("sent_at", [float("inf"), float("nan"), 1e300, -1.0])
+def test_a_text_from_an_impossible_time_is_refused(sent_at: float) -> None:
+    with pytest.raises(ValidationError):
+        DEVICE_ENVELOPE.validate_python(device_envelope(text_body(sent_at=sent_at)))
