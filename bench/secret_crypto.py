@@ -247,7 +247,7 @@ def engine_costs(text: str, iterations: int, warmup: int) -> JSONDict:
     def send_group() -> JSONDict:
         body = Text(chat=f"g{GROUP_ID}", id=new_message_id(), text=text, sent_at=time.time())
         envelope = GroupEnvelope(
-            group=GROUP_ID, sender_user=ALICE[0], sender_device=ALICE[1], body=body
+            group=GROUP_ID, epoch=1, sender_user=ALICE[0], sender_device=ALICE[1], body=body
         )
         ciphertext = alice.encrypt_group(GROUP_ID, envelope.model_dump(mode="json"))
         _own_entry(body)
