@@ -546,3 +546,32 @@ async def test_two_groups_with_one_title_are_told_apart_by_id(
         assert refused.value.code is ErrorCode.CHAT_INVALID
         await alice.secret.send(first.id, "this one")
         assert (await bob.next_text()).text == "this one"
+
+
+async def test_a_group_larger_than_one_request_reaches_every_members_device(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """150 members: the group state, the keys and the message are split over several
+    requests (at most 100 recipients each), and every member's device gets each once."""
+    from samizdat.crypto.e2ee import DeviceCrypto
+    from tests.harness import signed_in
+
+    alice = await new_user(server, tmp_path, "Alice")
+    members = []
+    try:
+        for i in range(150):
+            member = await signed_in(server.url, f"member {i}")
+            await member.upload_keys(DeviceCrypto.create(), one_time_keys=2)
+            members.append(member)
+        async with devices(alice):
+            ids = [m.me.id for m in members]  # type: ignore[union-attr]
+            group = await alice.secret.create_group("assembly", ids)
+            await alice.secret.send(group.id, "to all 150")
+            for member in members:
+                assert member.session is not None
+                rows = await inbox_rows(server, member.session.device_id)
+                assert [r["olm_type"] for r in rows].count(2) == 1  # the group message, once
+                assert len(rows) == 3  # the group state, the group key, the message
+    finally:
+        for member in members:
+            await member.close()
