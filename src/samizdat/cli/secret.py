@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.markup import escape
@@ -31,12 +32,15 @@ from samizdat.cli.session import Names
 from samizdat.client.secret import (
     KnownDevice,
     MessageEntry,
+    SecretChats,
     fingerprints,
     verify,
 )
 from samizdat.client.secret.payloads import MAX_TTL
 from samizdat.crypto.verification import SasCodes
 from samizdat.protocol.errors import ErrorCode, SamizdatError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,20 @@ def _confirmer(out: Output, *, strict: bool, yes: bool) -> Any:
     return confirm
 
 
+async def with_secret(
+    options: SecretOptions,
+    out: Output,
+    work: Callable[[SecretChats], Awaitable[T]],
+    *,
+    strict: bool = False,
+    yes: bool = False,
+) -> T:
+    """Open the profile's secret chats (with the send policy for new devices), do ``work``."""
+    confirm = _confirmer(out, strict=strict, yes=yes)
+    async with secret_chats(options.profile, keyring=options.keyring, confirm=confirm) as secret:
+        return await work(secret)
+
+
 # --- chats -------------------------------------------------------------------------------------
 async def _chats(options: SecretOptions) -> list[dict[str, Any]]:
     async with secret_chats(options.profile, keyring=options.keyring) as secret:
@@ -153,13 +171,6 @@ def chats(ctx: typer.Context, json_: JsonFlag = False) -> None:
     out.rows(rows, table, empty="No secret chats yet: samizdat secret start @someone")
 
 
-async def _start(options: SecretOptions, out: Output, peer: str, strict: bool, yes: bool) -> str:
-    confirm = _confirmer(out, strict=strict, yes=yes)
-    async with secret_chats(options.profile, keyring=options.keyring, confirm=confirm) as secret:
-        chat = await secret.start(peer)
-        return chat.id
-
-
 def start(
     ctx: typer.Context,
     peer: PeerArg,
@@ -171,7 +182,8 @@ def start(
     Compare safety numbers (secret fingerprint) or emoji (secret verify) to be sure."""
     options = _options(ctx)
     out = Output(json_, options.profile)
-    chat_id = out.run(_start(options, out, peer, strict, yes))
+    chat = out.run(with_secret(options, out, lambda s: s.start(peer), strict=strict, yes=yes))
+    chat_id = chat.id
     out.result(
         {"chat": chat_id},
         f"Secret chat started [dim]({chat_id})[/dim]. To be sure no one is in between: "
@@ -180,19 +192,10 @@ def start(
 
 
 async def _send(
-    options: SecretOptions,
-    out: Output,
-    peer: str,
-    text: str,
-    ttl: int | None,
-    strict: bool,
-    yes: bool,
+    secret: SecretChats, peer: str, text: str, ttl: int | None
 ) -> tuple[str, MessageEntry]:
-    confirm = _confirmer(out, strict=strict, yes=yes)
-    async with secret_chats(options.profile, keyring=options.keyring, confirm=confirm) as secret:
-        chat = await secret.resolve(peer)
-        entry = await secret.send(chat, text, ttl=ttl)
-        return chat.id, entry
+    chat = await secret.resolve(peer)
+    return chat.id, await secret.send(chat, text, ttl=ttl)
 
 
 def send(
@@ -216,7 +219,9 @@ def send(
     send it. The server never sees the text."""
     options = _options(ctx)
     out = Output(json_, options.profile)
-    chat_id, entry = out.run(_send(options, out, peer, text, ttl, strict, yes))
+    chat_id, entry = out.run(
+        with_secret(options, out, lambda s: _send(s, peer, text, ttl), strict=strict, yes=yes)
+    )
     timer = f", self-destructs {ttl_text(entry.ttl)} after it is read" if entry.ttl else ""
     out.result(entry_json(chat_id, entry), f"Sent secretly [dim]({chat_id}{timer})[/dim]")
 
@@ -255,14 +260,6 @@ def history(
             out.console.print(line)
 
 
-async def _ttl(
-    options: SecretOptions, out: Output, peer: str, seconds: int, strict: bool, yes: bool
-) -> str:
-    confirm = _confirmer(out, strict=strict, yes=yes)
-    async with secret_chats(options.profile, keyring=options.keyring, confirm=confirm) as secret:
-        return (await secret.set_ttl(peer, seconds)).id
-
-
 def ttl(
     ctx: typer.Context,
     peer: PeerArg,
@@ -275,7 +272,10 @@ def ttl(
     many seconds after they are read."""
     options = _options(ctx)
     out = Output(json_, options.profile)
-    chat_id = out.run(_ttl(options, out, peer, seconds, strict, yes))
+    chat = out.run(
+        with_secret(options, out, lambda s: s.set_ttl(peer, seconds), strict=strict, yes=yes)
+    )
+    chat_id = chat.id
     out.result({"chat": chat_id, "ttl": seconds}, f"Self-destruct timer: {ttl_text(seconds)}")
 
 

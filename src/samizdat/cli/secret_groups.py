@@ -13,8 +13,7 @@ import typer
 from rich.markup import escape
 
 from samizdat.cli.output import JsonFlag, Output
-from samizdat.cli.secret import SecretOptions, StrictFlag, YesFlag, _confirmer, _options
-from samizdat.cli.secret_session import secret_chats
+from samizdat.cli.secret import StrictFlag, YesFlag, _options, with_secret
 from samizdat.client.secret import SecretChat
 from samizdat.client.secret.payloads import MAX_SECRET_GROUP_MEMBERS
 
@@ -43,14 +42,6 @@ def _group_text(chat: SecretChat, verb: str) -> str:
     )
 
 
-async def _create(
-    options: SecretOptions, out: Output, title: str, members: list[str], strict: bool, yes: bool
-) -> SecretChat:
-    confirm = _confirmer(out, strict=strict, yes=yes)
-    async with secret_chats(options.profile, keyring=options.keyring, confirm=confirm) as secret:
-        return await secret.create_group(title, members)
-
-
 @secret_group_app.command()
 def create(
     ctx: typer.Context,
@@ -63,16 +54,10 @@ def create(
     """Create a secret group with MEMBERS; you are its admin."""
     options = _options(ctx)
     out = Output(json_, options.profile)
-    chat = out.run(_create(options, out, title, members, strict, yes))
+    chat = out.run(
+        with_secret(options, out, lambda s: s.create_group(title, members), strict=strict, yes=yes)
+    )
     out.result(_group_json(chat), _group_text(chat, "Created"))
-
-
-async def _add(
-    options: SecretOptions, out: Output, group: str, members: list[str], strict: bool, yes: bool
-) -> SecretChat:
-    confirm = _confirmer(out, strict=strict, yes=yes)
-    async with secret_chats(options.profile, keyring=options.keyring, confirm=confirm) as secret:
-        return await secret.add_members(group, members)
 
 
 @secret_group_app.command()
@@ -87,16 +72,10 @@ def add(
     """Add MEMBERS to a secret group you created. They read from the next message on."""
     options = _options(ctx)
     out = Output(json_, options.profile)
-    chat = out.run(_add(options, out, group, members, strict, yes))
+    chat = out.run(
+        with_secret(options, out, lambda s: s.add_members(group, members), strict=strict, yes=yes)
+    )
     out.result(_group_json(chat), _group_text(chat, "Updated"))
-
-
-async def _remove(
-    options: SecretOptions, out: Output, group: str, member: str, strict: bool, yes: bool
-) -> SecretChat:
-    confirm = _confirmer(out, strict=strict, yes=yes)
-    async with secret_chats(options.profile, keyring=options.keyring, confirm=confirm) as secret:
-        return await secret.remove_member(group, member)
 
 
 @secret_group_app.command()
@@ -112,14 +91,10 @@ def remove(
     keys that MEMBER never gets."""
     options = _options(ctx)
     out = Output(json_, options.profile)
-    chat = out.run(_remove(options, out, group, member, strict, yes))
+    chat = out.run(
+        with_secret(options, out, lambda s: s.remove_member(group, member), strict=strict, yes=yes)
+    )
     out.result(_group_json(chat), _group_text(chat, "Updated"))
-
-
-async def _leave(options: SecretOptions, out: Output, group: str, strict: bool, yes: bool) -> None:
-    confirm = _confirmer(out, strict=strict, yes=yes)
-    async with secret_chats(options.profile, keyring=options.keyring, confirm=confirm) as secret:
-        await secret.leave_group(group)
 
 
 @secret_group_app.command()
@@ -133,7 +108,7 @@ def leave(
     """Leave a secret group."""
     options = _options(ctx)
     out = Output(json_, options.profile)
-    out.run(_leave(options, out, group, strict, yes))
+    out.run(with_secret(options, out, lambda s: s.leave_group(group), strict=strict, yes=yes))
     out.result({"left": group}, f"You left {escape(group)}")
 
 
