@@ -678,3 +678,31 @@ async def test_ensure_one_time_keys_tops_up_after_claims(alice: Client, bob: Cli
         assert k["key_id"] not in before
         assert k["fallback"] is False
         assert otk_verifies(crypto.signing_key, k)
+
+
+async def test_ensure_one_time_keys_replaces_a_fallback_key_that_was_handed_out(
+    alice: Client, bob: Client
+) -> None:
+    crypto = DeviceCrypto.create()
+    await alice.upload_keys(crypto, one_time_keys=1)
+    (first,) = await bob.claim_keys([device_id_of(alice)])
+    (fallback,) = await bob.claim_keys([device_id_of(alice)])
+    assert (first["fallback"], fallback["fallback"]) == (False, True)
+    assert await count(alice) == {"one_time_key_count": 0, "fallback_key": False}
+    saved: list[int] = []
+
+    async def save() -> None:
+        saved.append(len(saved))
+
+    assert await alice.ensure_one_time_keys(crypto, before_upload=save) == 50
+    assert await count(alice) == {"one_time_key_count": 50, "fallback_key": True}
+    assert saved == [0]  # the new private keys were handed to the caller before the upload
+    # Only the fallback used: it alone is replaced, the one-time keys are not topped up.
+    for _ in range(50):
+        await bob.claim_keys([device_id_of(alice)])
+    await bob.claim_keys([device_id_of(alice)])
+    assert await alice.ensure_one_time_keys(crypto, threshold=0, target=50) == 0
+    assert await count(alice) == {"one_time_key_count": 0, "fallback_key": True}
+    (again,) = await bob.claim_keys([device_id_of(alice)])
+    assert again["fallback"] is True
+    assert again["key"] != fallback["key"]

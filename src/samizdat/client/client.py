@@ -396,17 +396,17 @@ class Client:
         return Chat.model_validate(await self.call("chats.open_private", user_id=user.id))
 
     async def create_group(self, title: str, members: list[str | int] | None = None) -> Chat:
-        ids = [await self._user_id(m) for m in members or []]
+        ids = [await self.user_id_of(m) for m in members or []]
         return Chat.model_validate(await self.call("groups.create", title=title, member_ids=ids))
 
     async def add_members(self, chat: str | int, members: list[str | int]) -> Chat:
         chat_id = (await self.chat(chat)).id
-        ids = [await self._user_id(m) for m in members]
+        ids = [await self.user_id_of(m) for m in members]
         return Chat.model_validate(await self.call("groups.add", chat_id=chat_id, user_ids=ids))
 
     async def remove_member(self, chat: str | int, member: str | int) -> Chat:
         chat_id = (await self.chat(chat)).id
-        user_id = await self._user_id(member)
+        user_id = await self.user_id_of(member)
         return Chat.model_validate(
             await self.call("groups.remove", chat_id=chat_id, user_id=user_id)
         )
@@ -418,7 +418,8 @@ class Client:
     async def leave(self, chat: str | int) -> None:
         await self.call("groups.leave", chat_id=(await self.chat(chat)).id)
 
-    async def _user_id(self, who: str | int) -> int:
+    async def user_id_of(self, who: str | int) -> int:
+        """A user id from an id, ``@username`` or ``+phone``."""
         if isinstance(who, int) or who.isdigit():
             return int(who)
         return (await self.resolve(who)).id
@@ -500,35 +501,58 @@ class Client:
         return [Message.model_validate(m) for m in result["messages"]]
 
     # --- end-to-end keys -----------------------------------------------------------------
-    async def upload_keys(self, crypto: DeviceCrypto, one_time_keys: int = 50) -> int:
+    async def upload_keys(
+        self,
+        crypto: DeviceCrypto,
+        one_time_keys: int = 50,
+        *,
+        before_upload: Callable[[], Awaitable[None]] | None = None,
+    ) -> int:
         """Publish this device's signed identity keys, one-time keys and a fallback key;
-        returns how many one-time keys the server now holds."""
+        returns how many one-time keys the server now holds. ``before_upload`` runs after
+        the new private keys exist and before the server sees them (save them there: a key
+        the server hands out must never be one the device forgot)."""
         if self.session is None:
             raise Unavailable("sign in before publishing keys")
         params = crypto.device_keys_upload(self.session.user_id, self.session.device_id)
         params["one_time_keys"] = crypto.new_one_time_keys(one_time_keys)
         params["fallback_key"] = crypto.new_fallback_key()
+        if before_upload is not None:
+            await before_upload()
         return int((await self.call("keys.upload", **params))["one_time_key_count"])
 
     async def ensure_one_time_keys(
-        self, crypto: DeviceCrypto, *, threshold: int = 20, target: int = 50
+        self,
+        crypto: DeviceCrypto,
+        *,
+        threshold: int = 20,
+        target: int = 50,
+        before_upload: Callable[[], Awaitable[None]] | None = None,
     ) -> int:
-        """Top up one-time keys when the server holds fewer than ``threshold``; returns how
-        many were uploaded."""
+        """Top up one-time keys when the server holds fewer than ``threshold``, and replace
+        the fallback key once it has been handed out; returns how many one-time keys were
+        uploaded. ``before_upload`` is as for ``upload_keys``."""
         if self.session is None:
             raise Unavailable("sign in before publishing keys")
         if not 0 <= threshold <= target:
             raise ValueError("need 0 <= threshold <= target")
-        held = int((await self.call("keys.count"))["one_time_key_count"])
+        count = await self.call("keys.count")
+        held, has_fallback = int(count["one_time_key_count"]), bool(count["fallback_key"])
         uploaded = 0
-        while held < threshold and held < target:
-            batch = min(target - held, MAX_ONE_TIME_KEYS_PER_UPLOAD)
+        while (held < threshold and held < target) or not has_fallback:
             params = crypto.device_keys_upload(self.session.user_id, self.session.device_id)
-            params["one_time_keys"] = crypto.new_one_time_keys(batch)
-            new_held = int((await self.call("keys.upload", **params))["one_time_key_count"])
+            batch = min(target - held, MAX_ONE_TIME_KEYS_PER_UPLOAD) if held < threshold else 0
+            if batch:
+                params["one_time_keys"] = crypto.new_one_time_keys(batch)
+                threshold = target  # once topping up, fill up to the target
+            if not has_fallback:
+                params["fallback_key"] = crypto.new_fallback_key()
+            if before_upload is not None:
+                await before_upload()
+            result = await self.call("keys.upload", **params)
+            new_held = int(result["one_time_key_count"])
             uploaded += new_held - held
-            held = new_held
-            threshold = target  # once topping up, fill up to the target
+            held, has_fallback = new_held, True  # one is held now, whether new or not
         return uploaded
 
     async def query_keys(self, user_ids: list[int]) -> list[dict[str, Any]]:
@@ -542,9 +566,23 @@ class Client:
         return keys
 
     # --- secret-message relay ---------------------------------------------------------------
-    async def send_secret(self, messages: list[dict[str, Any]]) -> list[int]:
-        """Relay Olm ciphertexts (``device_id``, ``olm_type``, ``ciphertext``) to devices."""
-        ids: list[int] = (await self.call("secret.send", messages=messages))["ids"]
+    async def send_secret(
+        self,
+        messages: list[dict[str, Any]] | None = None,
+        *,
+        group: dict[str, Any] | None = None,
+        recipients: list[int] | None = None,
+    ) -> list[int]:
+        """Relay Olm ciphertexts (``device_id``, ``olm_type``, ``ciphertext``) and/or one
+        group ciphertext (``ciphertext``, ``device_ids``); see ``secret.send``."""
+        params: dict[str, Any] = {}
+        if messages:
+            params["messages"] = messages
+        if group is not None:
+            params["group"] = group
+        if recipients:
+            params["recipients"] = recipients
+        ids: list[int] = (await self.call("secret.send", **params))["ids"]
         return ids
 
     async def pending_secret(self, limit: int = 100) -> list[dict[str, Any]]:

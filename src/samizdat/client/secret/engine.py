@@ -189,24 +189,17 @@ class SecretChats:
         await self.sync()
 
     async def _publish_keys(self, *, new_device: bool) -> None:
-        """Publish (or top up) keys. New private keys are saved before the server gets the
-        public halves: a key the server hands out must never be one this device forgot."""
-        device = self.keys.device
-        params: dict[str, Any] = device.device_keys_upload(self.user_id, self.device_id)
+        """Publish (or top up) keys; new private keys are saved before the server gets the
+        public halves."""
         if new_device:
-            params["one_time_keys"] = device.new_one_time_keys(ONE_TIME_KEYS)
-            params["fallback_key"] = device.new_fallback_key()
+            await self.client.upload_keys(self.keys.device, ONE_TIME_KEYS, before_upload=self._save)
         else:
-            count = await self.client.call("keys.count")
-            held = int(count["one_time_key_count"])
-            if held >= ONE_TIME_KEYS_THRESHOLD and count["fallback_key"]:
-                return
-            if held < ONE_TIME_KEYS_THRESHOLD:
-                params["one_time_keys"] = device.new_one_time_keys(ONE_TIME_KEYS - held)
-            if not count["fallback_key"]:
-                params["fallback_key"] = device.new_fallback_key()
-        await self._save()
-        await self.client.call("keys.upload", **params)
+            await self.client.ensure_one_time_keys(
+                self.keys.device,
+                threshold=ONE_TIME_KEYS_THRESHOLD,
+                target=ONE_TIME_KEYS,
+                before_upload=self._save,
+            )
 
     async def close(self) -> None:
         await self.flush()
@@ -451,7 +444,7 @@ class SecretChats:
         self, title: str, members: Sequence[str | int], *, allow_unverified: bool = False
     ) -> SecretChat:
         """Create a secret group (you are its admin) and tell every member's devices."""
-        user_ids = {await self._user_id(m) for m in members} - {self.user_id}
+        user_ids = {await self.client.user_id_of(m) for m in members} - {self.user_id}
         if len(user_ids) + 1 > MAX_SECRET_GROUP_MEMBERS:
             raise SamizdatError(
                 f"a secret group has at most {MAX_SECRET_GROUP_MEMBERS} members",
@@ -479,7 +472,7 @@ class SecretChats:
     ) -> SecretChat:
         chat = self._admin_group(await self.resolve(group))
         assert chat.group is not None
-        added = {await self._user_id(m) for m in members} - set(chat.group.members)
+        added = {await self.client.user_id_of(m) for m in members} - set(chat.group.members)
         if len(chat.group.members) + len(added) > MAX_SECRET_GROUP_MEMBERS:
             raise SamizdatError(
                 f"a secret group has at most {MAX_SECRET_GROUP_MEMBERS} members",
@@ -501,7 +494,7 @@ class SecretChats:
         new group session they never get."""
         chat = self._admin_group(await self.resolve(group))
         assert chat.group is not None
-        removed = await self._user_id(member)
+        removed = await self.client.user_id_of(member)
         if removed not in chat.group.members or removed == self.user_id:
             raise NotFound("not a member of this secret group", code=ErrorCode.USER_NOT_FOUND)
         async with self._lock:
@@ -535,11 +528,6 @@ class SecretChats:
                 "only the group's creator can change its members", code=ErrorCode.NOT_ADMIN
             )
         return chat
-
-    async def _user_id(self, who: str | int) -> int:
-        if isinstance(who, int) or who.isdigit():
-            return int(who)
-        return (await self.client.resolve(who)).id
 
     async def _send_group_state(
         self, chat: SecretChat, to: list[int], allow_unverified: bool
@@ -638,7 +626,7 @@ class SecretChats:
             delivered: set[int] = set()
             try:
                 for params in requests:
-                    await self.client.call("secret.send", **params)
+                    await self.client.send_secret(**params)
                     delivered.update(m["device_id"] for m in params.get("messages", []))
             except SamizdatError as exc:
                 if exc.code in _RETRY_CODES:

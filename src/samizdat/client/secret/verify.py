@@ -38,7 +38,7 @@ async def peer_user(secret: SecretChats, peer: str | int) -> int:
     """The user to verify: ``@username``, ``+phone`` or a user id (your own too: your other
     devices), or the user of a 1:1 secret chat."""
     if isinstance(peer, int) or peer.isdigit() or peer.startswith(("@", "+")):
-        return await secret._user_id(peer)
+        return await secret.client.user_id_of(peer)
     chat = await secret.resolve(peer)
     if chat.peer is None:
         raise NotFound("verification is with a user, not a group", code=ErrorCode.CHAT_NOT_FOUND)
@@ -66,7 +66,7 @@ async def _send_to(secret: SecretChats, device: KnownDevice, body: SasBody) -> N
         outgoing = Outgoing(recipients=[], olm=[(device, secret._seal(device, otks, body, None))])
         await secret._save()  # write-ahead, as every send
         for params in plan(outgoing):
-            await secret.client.call("secret.send", **params)
+            await secret.client.send_secret(**params)
 
 
 async def verify(
