@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -33,6 +32,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from samizdat.client.events import AnyUpdate
+from samizdat.client.handlers import Handler, Handlers
 from samizdat.client.profile import Profile, Session
 from samizdat.crypto.e2ee import DeviceCrypto
 from samizdat.protocol.errors import (
@@ -55,7 +55,6 @@ from samizdat.protocol.session import (
 log = logging.getLogger(__name__)
 
 E = TypeVar("E")
-Handler = Callable[[Any], Awaitable[None] | None]
 _UPDATE = TypeAdapter[Wire](Update)
 
 
@@ -106,7 +105,7 @@ class Client:
         self._proto = ClientSession()
         self._pending: dict[int | str, asyncio.Future[Any]] = {}
         self._reader: asyncio.Task[None] | None = None
-        self._handlers: list[tuple[type, Handler]] = []
+        self._handlers = Handlers(catch_all=AnyUpdate)
         self._queue: asyncio.Queue[tuple[int | None, dict[str, Any]]] = asyncio.Queue()
         self._dispatcher: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
@@ -212,11 +211,7 @@ class Client:
     def on(self, event_type: type[E] | type[AnyUpdate]) -> Callable[[Handler], Handler]:
         """Register a handler for one update type (``NewMessage``...) or ``AnyUpdate``."""
 
-        def register(handler: Handler) -> Handler:
-            self._handlers.append((event_type, handler))
-            return handler
-
-        return register
+        return self._handlers.on(event_type)
 
     async def _dispatch_loop(self) -> None:
         while True:
@@ -300,15 +295,7 @@ class Client:
         except ValidationError:
             log.warning("skipped an update this client does not understand: %s", raw.get("type"))
             return
-        for event_type, handler in self._handlers:
-            if event_type is AnyUpdate or isinstance(update, event_type):
-                try:
-                    result = handler(update)
-                    if inspect.isawaitable(result):
-                        await result
-                except Exception:
-                    # A broken handler must not stop delivery to the others, or of later updates.
-                    log.exception("update handler %r failed", handler)
+        await self._handlers.emit(update)
 
     # --- account ---------------------------------------------------------------------------
     async def send_code(self, phone: str) -> int:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import secrets
 import time
@@ -32,13 +31,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from samizdat.client.client import Client
+from samizdat.client.handlers import Handler, Handlers
 from samizdat.client.secret.devices import Change, DeviceDirectory, ForgedKeys
-from samizdat.client.secret.events import SecretMessage, SecretNotice, VerificationRequested
+from samizdat.client.secret.events import VerificationRequested
 from samizdat.client.secret.history import HistoryStore
+from samizdat.client.secret.notices import Notices, ttl_text
 from samizdat.client.secret.outbox import Outgoing, plan
 from samizdat.client.secret.payloads import (
-    DEVICE_ENVELOPE,
-    GROUP_ENVELOPE,
     MAX_SECRET_GROUP_MEMBERS,
     Body,
     ChatStarted,
@@ -48,18 +47,13 @@ from samizdat.client.secret.payloads import (
     GroupState,
     Read,
     RoomKey,
-    SasAccept,
-    SasCancel,
-    SasKey,
-    SasMac,
     SasStart,
     SetTtl,
     Text,
     ttl_valid,
 )
+from samizdat.client.secret.receiving import Receiver, forget_old_sessions
 from samizdat.client.secret.state import (
-    Arrival,
-    DeviceChange,
     GroupInfo,
     GroupSessionInfo,
     KnownDevice,
@@ -72,8 +66,6 @@ from samizdat.client.secret.state import (
     Trust,
     VerificationRequest,
 )
-from samizdat.crypto.e2ee import OlmError
-from samizdat.crypto.megolm import MegolmError, split_group_message
 from samizdat.crypto.secret_keys import SecretKeys
 from samizdat.crypto.vault import Vault
 from samizdat.protocol.errors import Conflict, ErrorCode, NotFound, SamizdatError
@@ -88,17 +80,10 @@ ROTATE_AFTER_MESSAGES = 100
 ONE_TIME_KEYS = 50
 ONE_TIME_KEYS_THRESHOLD = 20
 _SEND_ATTEMPTS = 3
-#: A resend after a partly failed send comes right after the first copy: look this far back.
-_RESEND_WINDOW = 500
-#: Inbound group sessions kept per sender device and group (older ones are forgotten, so
-#: late messages of a session two rotations back no longer open).
-_SESSIONS_PER_SENDER = 3
 #: Verification requests remembered (the newest); more is someone flooding.
 _MAX_REQUESTS = 16
 _RETRY_CODES = {ErrorCode.DEVICE_LIST_CHANGED, ErrorCode.DEVICE_NOT_FOUND}
 
-Event = SecretMessage | SecretNotice | VerificationRequested
-Handler = Callable[[Any], Awaitable[None] | None]
 ConfirmDevices = Callable[[list[KnownDevice]], Awaitable[bool]]
 
 
@@ -134,8 +119,7 @@ class SecretChats:
         self.confirm_new_devices = confirm_new_devices
         self.history_store = HistoryStore(vault)
         self._lock = asyncio.Lock()
-        self._handlers: list[tuple[type, Handler]] = []
-        self._events: list[Event] = []
+        self._handlers = Handlers()
         self._to_ack: list[int] = []
         self._dirty = False
         self._flush_task: asyncio.Task[None] | None = None
@@ -143,6 +127,8 @@ class SecretChats:
         self.keys: SecretKeys
         self.state: SecretState
         self.directory: DeviceDirectory
+        self.notices = Notices(SecretState(), self.history_store, clock=clock, user_id=0)
+        self.receiver: Receiver
         self.user_id = 0
         self.device_id = 0
         self.opened = False
@@ -181,6 +167,21 @@ class SecretChats:
             device_id=self.device_id,
             clock=self.clock,
         )
+        self.notices = Notices(
+            self.state, self.history_store, clock=self.clock, user_id=self.user_id
+        )
+        self.receiver = Receiver(
+            self.keys,
+            self.state,
+            self.directory,
+            self.history_store,
+            self.notices,
+            clock=self.clock,
+            user_id=self.user_id,
+            device_id=self.device_id,
+            rotate=self._rotate,
+            on_sas=self._on_sas,
+        )
         if not self._listening:
             self.client.on(SecretMessageUpdate)(self._on_push)
             self._listening = True
@@ -207,12 +208,7 @@ class SecretChats:
     def on(self, event_type: type) -> Callable[[Handler], Handler]:
         """Register a handler for ``SecretMessage``, ``SecretNotice`` or
         ``VerificationRequested``."""
-
-        def register(handler: Handler) -> Handler:
-            self._handlers.append((event_type, handler))
-            return handler
-
-        return register
+        return self._handlers.on(event_type)
 
     # --- saving and acknowledging ------------------------------------------------------------
     async def _save(self) -> None:
@@ -252,16 +248,9 @@ class SecretChats:
             log.exception("could not save secret-chat state")
 
     async def _emit(self) -> None:
-        events, self._events = self._events, []
+        events, self.notices.events = self.notices.events, []
         for event in events:
-            for event_type, handler in self._handlers:
-                if isinstance(event, event_type):
-                    try:
-                        result = handler(event)
-                        if inspect.isawaitable(result):
-                            await result
-                    except Exception:
-                        log.exception("secret-chat handler %r failed", handler)
+            await self._handlers.emit(event)
 
     # --- chats -----------------------------------------------------------------------------
     def chats(self) -> list[SecretChat]:
@@ -304,15 +293,8 @@ class SecretChats:
                 "a secret chat needs another user (your devices already get copies)",
                 code=ErrorCode.USER_NOT_FOUND,
             )
-        return self._direct_chat(user_id)
-
-    def _direct_chat(self, user_id: int) -> SecretChat:
-        chat_id = f"u{user_id}"
-        chat = self.state.chats.get(chat_id)
-        if chat is None:
-            chat = SecretChat(id=chat_id, peer=user_id, created_at=self.clock())
-            self.state.chats[chat_id] = chat
-            self._dirty = True
+        chat = self.state.direct_chat(user_id, self.clock())
+        self._dirty = True  # perhaps new
         return chat
 
     async def start(
@@ -341,12 +323,7 @@ class SecretChats:
         """Encrypt and send ``text``; ``ttl`` (seconds, 0 for none) overrides the chat's
         self-destruct timer for this message."""
         chat = await self.resolve(peer)
-        seconds = chat.ttl if ttl is None else ttl
-        if not ttl_valid(seconds):
-            raise SamizdatError(
-                "a self-destruct timer is 0 (off) or 5 seconds to 1 week",
-                code=ErrorCode.INVALID_PARAMS,
-            )
+        seconds = _checked_ttl(chat.ttl if ttl is None else ttl)
         if chat.left:
             raise NotFound("you are no longer in this secret group", code=ErrorCode.NOT_MEMBER)
         body = Text(chat=chat.id, id=new_message_id(), text=text, ttl=seconds, sent_at=self.clock())
@@ -382,16 +359,12 @@ class SecretChats:
         self, peer: str | int | SecretChat, seconds: int, *, allow_unverified: bool = False
     ) -> SecretChat:
         """Set the chat's self-destruct timer for new messages, on every end."""
-        if not ttl_valid(seconds):
-            raise SamizdatError(
-                "a self-destruct timer is 0 (off) or 5 seconds to 1 week",
-                code=ErrorCode.INVALID_PARAMS,
-            )
+        _checked_ttl(seconds)
         chat = await self.resolve(peer)
         async with self._lock:
             await self._send_olm(chat, SetTtl(chat=chat.id, ttl=seconds), allow_unverified)
             chat.ttl = seconds
-            chat.notice(self.clock(), NoticeLevel.INFO, "ttl", _ttl_text("You", seconds))
+            chat.notice(self.clock(), NoticeLevel.INFO, "ttl", ttl_text("You", seconds))
             self.history_store.touch(chat)
         await self.flush()
         return chat
@@ -430,26 +403,13 @@ class SecretChats:
             await self.flush()
         return changed
 
-    def next_expiry(self) -> float | None:
-        times = [
-            e.expires_at
-            for c in self.state.chats.values()
-            for e in c.history
-            if isinstance(e, MessageEntry) and e.expires_at is not None
-        ]
-        return min(times, default=None)
-
     # --- groups ----------------------------------------------------------------------------
     async def create_group(
         self, title: str, members: Sequence[str | int], *, allow_unverified: bool = False
     ) -> SecretChat:
         """Create a secret group (you are its admin) and tell every member's devices."""
         user_ids = {await self.client.user_id_of(m) for m in members} - {self.user_id}
-        if len(user_ids) + 1 > MAX_SECRET_GROUP_MEMBERS:
-            raise SamizdatError(
-                f"a secret group has at most {MAX_SECRET_GROUP_MEMBERS} members",
-                code=ErrorCode.INVALID_PARAMS,
-            )
+        _check_group_size(len(user_ids) + 1)
         group_id = secrets.token_hex(16)
         chat = SecretChat(
             id=f"g{group_id}",
@@ -473,11 +433,7 @@ class SecretChats:
         chat = self._admin_group(await self.resolve(group))
         assert chat.group is not None
         added = {await self.client.user_id_of(m) for m in members} - set(chat.group.members)
-        if len(chat.group.members) + len(added) > MAX_SECRET_GROUP_MEMBERS:
-            raise SamizdatError(
-                f"a secret group has at most {MAX_SECRET_GROUP_MEMBERS} members",
-                code=ErrorCode.INVALID_PARAMS,
-            )
+        _check_group_size(len(chat.group.members) + len(added))
         async with self._lock:
             chat.group.members = sorted({*chat.group.members, *added})
             chat.group.epoch += 1
@@ -644,6 +600,11 @@ class SecretChats:
             return devices
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _note_changes(self, changes: list[Change]) -> None:
+        if changes:
+            self.notices.note_changes(changes)
+            self._dirty = True  # the devices this device knows changed
+
     def _refuse_forged(self, users: list[int]) -> None:
         """A device whose keys are not signed by itself is the server (or someone) trying to
         slip a key in: say so loudly and send nothing."""
@@ -651,7 +612,7 @@ class SecretChats:
         if not forged:
             return
         for user, device in forged:
-            self._alert(
+            self.notices.alert(
                 f"u{user}" if user != self.user_id else "",
                 "forged_keys",
                 f"The server handed out keys for user {user}'s device {device} that the device "
@@ -737,7 +698,7 @@ class SecretChats:
             or not set(info.members) <= set(users)
             or not set(info.shared_with) <= live
         ):
-            self._forget_old_sessions(group_id, self.user_id, self.device_id)
+            forget_old_sessions(self.keys, self.state, group_id, self.user_id, self.device_id)
             outbound = self.keys.new_outbound(group_id, now)
             info = OutboundInfo(session_id=outbound.session_id, members=users)
             self.state.outbound[group_id] = info
@@ -766,8 +727,7 @@ class SecretChats:
                     continue
                 await self._receive(update)
             total += len(waiting)
-            await self.flush()
-            await self._emit()
+            await self.flush()  # saves, acknowledges, then hands events to the handlers
             if len(waiting) < 100:
                 return total
 
@@ -784,433 +744,12 @@ class SecretChats:
                 self._to_ack.append(update.id)
                 return
             try:
-                await self._process(update)
+                await self.receiver.process(update)
             except SamizdatError as exc:  # e.g. the server unreachable mid-way: try again later
                 log.warning("could not process a secret message now: %s", exc.code)
                 return
             self.state.mark_processed(update.id)
             self._to_ack.append(update.id)
-            self._dirty = True
-
-    async def _process(self, update: SecretMessageUpdate) -> None:
-        sender, changes = await self.directory.device(
-            update.sender_user_id, update.sender_device_id
-        )
-        self._note_changes(changes)
-        fallback_chat = self._fallback_chat(update.sender_user_id)
-        if sender is None:
-            self._alert(
-                fallback_chat,
-                "unknown_device",
-                f"A secret message claimed to come from user {update.sender_user_id}'s device "
-                f"{update.sender_device_id}, which has no valid keys: it was dropped",
-            )
-            return
-        if update.olm_type == 2:
-            self._process_group(update, sender, fallback_chat)
-            return
-        try:
-            opened = self.keys.decrypt_from_device(
-                sender.identity_key, update.olm_type, update.ciphertext
-            )
-            envelope = DEVICE_ENVELOPE.validate_python(opened.payload)
-        except (OlmError, ValidationError):
-            self._alert(
-                fallback_chat,
-                "undecryptable",
-                f"A secret message from {self._who(sender)} could not be decrypted "
-                "(altered, replayed, or sent to an old key); it is not shown",
-            )
-            return
-        if (
-            envelope.sender_user != update.sender_user_id
-            or envelope.sender_device != update.sender_device_id
-            or envelope.recipient_user != self.user_id
-            or envelope.recipient_device != self.device_id
-            or envelope.recipient_key != self.keys.identity_key
-        ):
-            self._alert(
-                fallback_chat,
-                "misaddressed",
-                f"A secret message from {self._who(sender)} was not addressed to this device "
-                "as it claims; it was dropped",
-            )
-            return
-        body = envelope.body
-        chat = self._chat_for(body, sender, fallback_chat)
-        arrival, missing = self.state.received.setdefault(sender.identity_key, Stream()).observe(
-            envelope.n
-        )
-        if arrival is Arrival.REPLAY:
-            self._alert(
-                chat, "replay", f"A replayed secret message from {self._who(sender)} was ignored"
-            )
-            return
-        if arrival is Arrival.GAP:
-            self._alert(chat, "gap", _gap_text(missing, self._who(sender)))
-        late = arrival is Arrival.LATE
-        if opened.group_key is not None:
-            self._accept_room_key(body, sender, opened.group_key, chat)
-            return
-        await self._apply(body, sender, chat, late)
-
-    def _process_group(
-        self, update: SecretMessageUpdate, sender: KnownDevice, fallback_chat: str
-    ) -> None:
-        try:
-            session_id, _ = split_group_message(update.ciphertext)
-        except MegolmError:
-            session_id = ""
-        info = self.state.group_sessions.get(session_id)
-        chat_id = f"g{info.group}" if info is not None else fallback_chat
-        try:
-            opened, payload = self.keys.decrypt_group(update.ciphertext)
-            envelope = GROUP_ENVELOPE.validate_python(payload)
-        except (MegolmError, ValidationError):
-            self._alert(
-                chat_id,
-                "undecryptable",
-                f"A group message from {self._who(sender)} could not be decrypted: it was sent "
-                "before this device joined or after you were removed, or it was altered",
-            )
-            return
-        if (
-            info is None
-            or (info.sender_user, info.sender_device, info.sender_key)
-            != (update.sender_user_id, update.sender_device_id, sender.identity_key)
-            or (envelope.group, envelope.sender_user, envelope.sender_device)
-            != (info.group, update.sender_user_id, update.sender_device_id)
-            or envelope.body.chat != chat_id
-        ):
-            self._alert(
-                chat_id,
-                "misaddressed",
-                f"A group message relayed as from {self._who(sender)} was sealed by someone "
-                "else; it was dropped",
-            )
-            return
-        chat = self.state.chats.get(chat_id)
-        if chat is None or chat.group is None or update.sender_user_id not in chat.group.members:
-            self._alert(
-                chat_id,
-                "not_member",
-                f"A group message from non-member {self._who(sender)} was ignored",
-            )
-            return
-        self._saw_epoch(chat, envelope.epoch)
-        arrival, missing = info.seen.observe(opened.message_index + 1)
-        if arrival is Arrival.REPLAY:
-            self._alert(
-                chat_id, "replay", f"A replayed group message from {self._who(sender)} was ignored"
-            )
-            return
-        if arrival is Arrival.GAP:
-            self._alert(chat_id, "gap", _gap_text(missing, self._who(sender)))
-        self._add_text(chat, envelope.body, sender, arrival is Arrival.LATE)
-
-    def _fallback_chat(self, sender_user: int) -> str:
-        return f"u{sender_user}" if sender_user != self.user_id else ""
-
-    def _chat_for(self, body: Body, sender: KnownDevice, fallback: str) -> str:
-        """The local chat a payload belongs to, from the sender's naming of it."""
-        ref = getattr(body, "chat", None)
-        if ref is None:
-            group = getattr(body, "group", None)
-            return f"g{group}" if group else fallback
-        if ref.startswith("g"):
-            return str(ref)
-        if sender.user_id == self.user_id:
-            return str(ref)  # my other device, writing to that peer
-        return f"u{sender.user_id}" if ref == f"u{self.user_id}" else ""
-
-    def _accept_room_key(self, body: Body, sender: KnownDevice, key: Any, chat_id: str) -> None:
-        chat = self.state.chats.get(chat_id)
-        if (
-            not isinstance(body, RoomKey)
-            or body.session_id != key.session_id
-            or chat is None
-            or chat.group is None
-            or sender.user_id not in chat.group.members
-        ):
-            self._alert(
-                chat_id or self._fallback_chat(sender.user_id),
-                "bad_key",
-                f"A group key from {self._who(sender)} for a group they are not in was refused",
-            )
-            return
-        owner = (body.group, sender.user_id, sender.device_id, sender.identity_key)
-        known = self.state.group_sessions.get(body.session_id)
-        if known is not None or body.session_id in self.keys.inbound:
-            if (
-                known is None
-                or (
-                    known.group,
-                    known.sender_user,
-                    known.sender_device,
-                    known.sender_key,
-                )
-                != owner
-            ):
-                self._alert(
-                    chat_id,
-                    "bad_key",
-                    f"{self._who(sender)} sent a key for a group session that is not theirs; "
-                    "refused",
-                )
-            return  # the owner sharing again: what this device has seen stands
-        try:
-            self.keys.accept(key)
-        except MegolmError:
-            self._alert(
-                chat_id, "bad_key", f"A malformed group key from {self._who(sender)} was refused"
-            )
-            return
-        self._saw_epoch(chat, body.epoch)
-        first = self.keys.inbound.first_index(body.session_id)
-        self._forget_old_sessions(body.group, sender.user_id, sender.device_id)
-        self.state.group_sessions[body.session_id] = GroupSessionInfo(
-            group=body.group,
-            sender_user=sender.user_id,
-            sender_device=sender.device_id,
-            sender_key=sender.identity_key,
-            seen=Stream(last=first),
-        )
-
-    def _saw_epoch(self, chat: SecretChat, epoch: int) -> None:
-        """Group traffic made for a newer member list than this device knows: a change did
-        not arrive (or not yet). Sending stops until it does."""
-        group = chat.group
-        if group is None or epoch <= max(group.epoch, group.seen_epoch):
-            return
-        group.seen_epoch = epoch
-        self._alert(
-            chat.id,
-            "group_behind",
-            "This group was changed on another device but the change has not reached this "
-            "one: you cannot send here until it does (the server may be withholding it)",
-        )
-
-    def _forget_old_sessions(self, group: str, user_id: int, device_id: int) -> None:
-        """Keep the newest few group sessions of one sender device, so the vault does not
-        grow by a session every hundred messages forever."""
-        theirs = [
-            sid
-            for sid, info in self.state.group_sessions.items()
-            if (info.group, info.sender_user, info.sender_device) == (group, user_id, device_id)
-        ]
-        for session_id in theirs[: max(0, len(theirs) - (_SESSIONS_PER_SENDER - 1))]:
-            self.keys.inbound.forget(session_id)
-            del self.state.group_sessions[session_id]
-
-    async def _apply(self, body: Body, sender: KnownDevice, chat_id: str, late: bool) -> None:
-        if isinstance(body, SasStart | SasAccept | SasKey | SasMac | SasCancel):
-            self._on_sas(body, sender)
-            return
-        if isinstance(body, GroupState):
-            self._apply_group_state(body, sender)
-            return
-        if isinstance(body, RoomKey):
-            self._alert(chat_id, "bad_key", "A group-key message without a key was ignored")
-            return
-        if not chat_id:
-            self._alert(
-                self._fallback_chat(sender.user_id),
-                "misaddressed",
-                f"A secret message from {self._who(sender)} named a chat that is not "
-                "between you; ignored",
-            )
-            return
-        chat = self._known_or_direct(chat_id)
-        if chat is None:
-            return  # a group this device never joined: nothing to apply it to
-        if chat.group is not None and (chat.left or sender.user_id not in chat.group.members):
-            # Only members change a group's timers or read marks; ignore the rest, loudly.
-            self._alert(
-                chat.id,
-                "not_member",
-                f"A group message from non-member {self._who(sender)} was ignored",
-            )
-            return
-        match body:
-            case Text():
-                if chat.group is None:
-                    self._add_text(chat, body, sender, late)
-                else:
-                    self._alert(
-                        chat.id, "misaddressed", "A group text arrived outside the group; ignored"
-                    )
-            case ChatStarted():
-                if chat.group is None and sender.user_id != self.user_id:
-                    chat.ttl = body.ttl
-                    self._notice(
-                        chat,
-                        NoticeLevel.INFO,
-                        "started",
-                        f"{self._who(sender)} started a secret chat",
-                    )
-            case Read():
-                first = chat.start_timers(
-                    set(body.ids), self.clock(), outgoing=sender.user_id != self.user_id
-                )
-                if first is not None:
-                    self.history_store.touch(chat, first)
-            case SetTtl():
-                chat.ttl = body.ttl
-                self._notice(chat, NoticeLevel.INFO, "ttl", _ttl_text(self._who(sender), body.ttl))
-            case GroupLeave():
-                assert chat.group is not None
-                if sender.user_id == self.user_id:
-                    chat.left = True  # I left from another of my devices
-                    self._notice(chat, NoticeLevel.INFO, "group", "You left the group")
-                else:
-                    chat.group.members = [m for m in chat.group.members if m != sender.user_id]
-                    self._notice(chat, NoticeLevel.INFO, "group", f"User {sender.user_id} left")
-                self._rotate(body.group)
-
-    def _known_or_direct(self, chat_id: str) -> SecretChat | None:
-        if not chat_id:
-            return None
-        if chat_id in self.state.chats:
-            return self.state.chats[chat_id]
-        if chat_id.startswith("u"):
-            return self._direct_chat(int(chat_id[1:]))
-        return None
-
-    def _add_text(self, chat: SecretChat, body: Text, sender: KnownDevice, late: bool) -> None:
-        if chat.message(body.id, within=_RESEND_WINDOW) is not None:
-            return  # a resend after a partly failed send: already here
-        entry = MessageEntry(
-            id=body.id,
-            sender_user=sender.user_id,
-            sender_device=sender.device_id,
-            text=body.text,
-            sent_at=body.sent_at,
-            received_at=self.clock(),
-            ttl=body.ttl,
-            outgoing=sender.user_id == self.user_id,
-            late=late,
-            unverified=sender.trust is Trust.NEW and self.state.user_verified(sender.user_id),
-        )
-        chat.history.append(entry)
-        self.history_store.touch(chat)
-        self._events.append(SecretMessage(chat.id, entry))
-
-    def _apply_group_state(self, body: GroupState, sender: KnownDevice) -> None:
-        chat_id = f"g{body.group}"
-        chat = self.state.chats.get(chat_id)
-        if chat is None:
-            if sender.user_id != body.admin or self.user_id not in body.members:
-                self._alert(
-                    self._fallback_chat(sender.user_id),
-                    "group",
-                    "A malformed group invitation was ignored",
-                )
-                return
-            chat = SecretChat(
-                id=chat_id,
-                group=GroupInfo(
-                    title=body.title, admin=body.admin, members=body.members, epoch=body.epoch
-                ),
-                ttl=body.ttl,
-                created_at=self.clock(),
-            )
-            self.state.chats[chat_id] = chat
-            self._notice(
-                chat, NoticeLevel.INFO, "group", f"{self._who(sender)} added you to {body.title!r}"
-            )
-            return
-        group = chat.group
-        if (
-            group is None
-            or sender.user_id != group.admin
-            or body.admin != group.admin
-            or body.admin not in body.members
-        ):
-            self._alert(
-                chat_id, "group", f"{self._who(sender)} tried to change a group they do not run"
-            )
-            return
-        if body.epoch <= group.epoch:
-            return  # an old state (or a resend): the newer one stands
-        before = set(group.members)
-        group.title, group.members, group.epoch = body.title, body.members, body.epoch
-        chat.ttl = body.ttl
-        if self.user_id in body.members and chat.left:
-            chat.left = False
-            self._notice(chat, NoticeLevel.INFO, "group", f"{self._who(sender)} added you back")
-        removed, added = before - set(body.members), set(body.members) - before
-        if self.user_id not in body.members:
-            chat.left = True
-            self._rotate(body.group)
-            self._notice(chat, NoticeLevel.WARNING, "group", "You were removed from this group")
-            return
-        if removed:
-            self._rotate(body.group)
-            self._notice(chat, NoticeLevel.INFO, "group", f"Removed: users {sorted(removed)}")
-        if added:
-            self._notice(chat, NoticeLevel.INFO, "group", f"Added: users {sorted(added)}")
-
-    # --- notices -----------------------------------------------------------------------------
-    def _who(self, device: KnownDevice) -> str:
-        if device.user_id == self.user_id:
-            return f"your device {device.device_id}"
-        return f"user {device.user_id}'s device {device.device_id}"
-
-    def _notice(self, chat: SecretChat, level: NoticeLevel, code: str, text: str) -> None:
-        entry = chat.notice(self.clock(), level, code, text)
-        self.history_store.touch(chat)
-        self._events.append(SecretNotice(chat.id, entry))
-
-    def _alert(self, chat_id: str, code: str, text: str) -> None:
-        chat = self._known_or_direct(chat_id)
-        if chat is None:
-            log.warning("secret-chat alert outside any chat: %s", code)
-            return
-        self._notice(chat, NoticeLevel.ALERT, code, text)
-
-    def _note_changes(self, changes: list[Change]) -> None:
-        for change, device in changes:
-            own = device.user_id == self.user_id
-            verified = self.state.user_verified(device.user_id)
-            chats = [
-                c
-                for c in self.state.chats.values()
-                if own
-                or c.peer == device.user_id
-                or (c.group is not None and device.user_id in c.group.members)
-            ]
-            whose = "your account" if own else f"user {device.user_id}"
-            match change:
-                case DeviceChange.NEW if own:
-                    level = NoticeLevel.WARNING
-                    text = (
-                        f"A new device ({device.device_id}) was added to your account and gets "
-                        "copies of your secret messages. If it is not yours, log it out now: "
-                        f"samizdat devices revoke {device.device_id}"
-                    )
-                case DeviceChange.NEW:
-                    level = NoticeLevel.WARNING if verified else NoticeLevel.INFO
-                    text = f"User {device.user_id} has a new device ({device.device_id})" + (
-                        ", not verified: compare emoji with samizdat secret verify"
-                        if verified
-                        else ""
-                    )
-                case DeviceChange.KEYS_CHANGED:
-                    level = NoticeLevel.ALERT
-                    text = (
-                        f"The keys of {whose}'s device {device.device_id} CHANGED. If it was not "
-                        "reinstalled, someone may be intercepting: compare safety numbers "
-                        "(samizdat secret fingerprint) before you trust it"
-                    ).replace("your account's", "your")
-                case DeviceChange.GONE:
-                    level = NoticeLevel.INFO
-                    text = (
-                        f"{whose.capitalize()}'s device {device.device_id} was logged out".replace(
-                            "Your account's", "Your"
-                        )
-                    )
-            for chat in chats:
-                self._notice(chat, level, f"device_{change.value}", text)
             self._dirty = True
 
     # --- verification hooks (see verify.py) --------------------------------------------------
@@ -1226,21 +765,26 @@ class SecretChats:
             )
             for stale in sorted(requests, key=lambda t: requests[t].at)[:-_MAX_REQUESTS]:
                 del requests[stale]
-            self._events.append(VerificationRequested(sender.user_id, sender.device_id, body.txn))
+            self.notices.events.append(
+                VerificationRequested(sender.user_id, sender.device_id, body.txn)
+            )
 
 
-def _gap_text(missing: int, who: str) -> str:
-    plural = "message" if missing == 1 else "messages"
-    return (
-        f"{missing} secret {plural} from {who} did not arrive (dropped or delayed by the "
-        "server, or expired before this device fetched them)"
-    )
+def _checked_ttl(seconds: int) -> int:
+    if not ttl_valid(seconds):
+        raise SamizdatError(
+            "a self-destruct timer is 0 (off) or 5 seconds to 1 week",
+            code=ErrorCode.INVALID_PARAMS,
+        )
+    return seconds
 
 
-def _ttl_text(who: str, seconds: int) -> str:
-    if seconds == 0:
-        return f"{who} turned the self-destruct timer off"
-    return f"{who} set messages to self-destruct {seconds} s after they are read"
+def _check_group_size(members: int) -> None:
+    if members > MAX_SECRET_GROUP_MEMBERS:
+        raise SamizdatError(
+            f"a secret group has at most {MAX_SECRET_GROUP_MEMBERS} members",
+            code=ErrorCode.INVALID_PARAMS,
+        )
 
 
 __all__ = [

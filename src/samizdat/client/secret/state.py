@@ -210,6 +210,11 @@ class GroupSessionInfo(Model):
     sender_key: str
     seen: Stream
 
+    @property
+    def owner(self) -> tuple[str, int, int, str]:
+        """The group and the device (user, id, identity key) that shared this session."""
+        return (self.group, self.sender_user, self.sender_device, self.sender_key)
+
 
 class VerificationRequest(Model):
     """A peer device's request to compare emoji, kept until answered or stale."""
@@ -241,6 +246,14 @@ class SecretState(Model):
     processed: list[int] = Field(default_factory=list)
     verified_users: list[int] = Field(default_factory=list)
     verification_requests: dict[str, VerificationRequest] = Field(default_factory=dict)
+
+    def direct_chat(self, user_id: int, now: float) -> SecretChat:
+        """The 1:1 secret chat with ``user_id``, created if there is none yet."""
+        chat_id = f"u{user_id}"
+        chat = self.chats.get(chat_id)
+        if chat is None:
+            chat = self.chats[chat_id] = SecretChat(id=chat_id, peer=user_id, created_at=now)
+        return chat
 
     def next_count(self, identity_key: str) -> int:
         n = self.sent.get(identity_key, 0) + 1
