@@ -16,12 +16,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from samizdat.cli.session import load_session
 from samizdat.client import Client
 from samizdat.client.secret import KnownDevice, SecretChats
-from samizdat.crypto.vault import HEADER_FILE, Vault, VaultLocked
+from samizdat.crypto.vault import Vault, VaultLocked
 from samizdat.protocol.errors import ErrorCode
 
 PASSPHRASE_ENV = "SAMIZDAT_PASSPHRASE"
@@ -65,19 +63,12 @@ def _passphrase(new: bool) -> str:
     return first
 
 
-def _uses_keyring(directory: Path) -> bool:
-    try:
-        return bool(orjson.loads((directory / HEADER_FILE).read_bytes()).get("kdf") == "keyring")
-    except (OSError, orjson.JSONDecodeError, AttributeError):
-        return False
-
-
 def open_vault(profile: Path, *, keyring: bool = False) -> Vault:
     """The profile's vault: an existing one the way it was made, a new one with a
     passphrase or (``keyring``) a key in the OS keyring."""
     directory = vault_dir(profile)
     exists = Vault.exists(directory)
-    if (exists and _uses_keyring(directory)) or (not exists and keyring):
+    if (exists and Vault.uses_keyring(directory)) or (not exists and keyring):
         import keyring as os_keyring
         from keyring.errors import KeyringError
 

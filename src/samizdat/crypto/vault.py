@@ -81,6 +81,13 @@ class Vault:
         return (directory / HEADER_FILE).exists()
 
     @classmethod
+    def uses_keyring(cls, directory: Path) -> bool:
+        """Whether the vault in ``directory`` is unlocked by the OS keyring (not a passphrase);
+        VaultLocked if its header is damaged."""
+        stored = cls._read_header(directory)
+        return stored is not None and stored[0].get("kdf") == "keyring"
+
+    @classmethod
     def open(cls, directory: Path, passphrase: str, *, cost: KdfCost | None = None) -> Vault:
         """Open the vault in ``directory``, creating it if there is none; VaultLocked for a
         wrong passphrase or a damaged header. ``cost`` applies to a new vault only."""
@@ -194,8 +201,10 @@ class Vault:
         self._path(name).unlink(missing_ok=True)
 
     def remove_matching(self, prefix: str) -> None:
-        """Remove every section whose name starts with ``prefix``."""
-        self._path(prefix.rstrip("_") or "x")  # the prefix must be a plausible name
+        """Remove every section whose name starts with ``prefix`` (itself a section name's
+        start: letters, digits and underscores)."""
+        if not prefix.isidentifier():
+            raise ValueError(f"not a vault section prefix: {prefix!r}")
         for path in self.directory.glob(f"{prefix}*.sealed"):
             path.unlink(missing_ok=True)
 

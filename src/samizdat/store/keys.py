@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from samizdat.core.ids import DeviceId, UserId
@@ -43,6 +44,15 @@ class ClaimedKey:
     device_id: DeviceId
     key: SignedKey
     fallback: bool
+
+
+def published_keys(user_ids: Iterable[UserId]) -> Select[Any]:
+    """The published keys of the users' devices that are still logged in."""
+    return (
+        select(device_keys)
+        .join(devices, devices.c.id == device_keys.c.device_id)
+        .where(device_keys.c.user_id.in_(list(set(user_ids))), devices.c.revoked_at.is_(None))
+    )
 
 
 def keys_invalid(message: str) -> Conflict:
@@ -183,12 +193,7 @@ class KeyStore:
         """Published keys of the users' devices that are still logged in."""
         async with self.db.read() as conn:
             result = await conn.execute(
-                select(device_keys)
-                .join(devices, devices.c.id == device_keys.c.device_id)
-                .where(
-                    device_keys.c.user_id.in_(list(set(user_ids))), devices.c.revoked_at.is_(None)
-                )
-                .order_by(device_keys.c.user_id, device_keys.c.device_id)
+                published_keys(user_ids).order_by(device_keys.c.user_id, device_keys.c.device_id)
             )
             return [
                 DeviceKeys(
@@ -262,4 +267,4 @@ class KeyStore:
         return claimed
 
 
-__all__ = ["ClaimedKey", "DeviceKeys", "KeyStore", "SignedKey", "keys_invalid"]
+__all__ = ["ClaimedKey", "DeviceKeys", "KeyStore", "SignedKey", "keys_invalid", "published_keys"]

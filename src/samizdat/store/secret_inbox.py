@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from samizdat.core.ids import DeviceId, UserId
 from samizdat.protocol.errors import Conflict, ErrorCode, NotFound
 from samizdat.store.database import Database
+from samizdat.store.keys import published_keys
 from samizdat.store.tables import device_keys, devices, secret_inbox
 
 
@@ -67,12 +68,7 @@ class SecretInbox:
             if recipients:
                 published = set(
                     conn.execute(
-                        select(device_keys.c.device_id)
-                        .join(devices, devices.c.id == device_keys.c.device_id)
-                        .where(
-                            device_keys.c.user_id.in_(list(set(recipients))),
-                            devices.c.revoked_at.is_(None),
-                        )
+                        published_keys(recipients).with_only_columns(device_keys.c.device_id)
                     ).scalars()
                 )
                 missing = published - wanted - {sender_device}

@@ -355,3 +355,25 @@ def test_a_keyring_vault_does_not_open_with_a_passphrase(tmp_path: Path) -> None
     Vault.open_with_keyring(tmp_path, MemoryKeyring())
     with pytest.raises(VaultLocked, match="unlocked by the OS keyring, not a passphrase"):
         Vault.open(tmp_path, PASSPHRASE)
+
+
+def test_a_vault_says_how_it_is_unlocked(tmp_path: Path) -> None:
+    assert not Vault.uses_keyring(tmp_path / "none")
+    Vault.open(tmp_path / "pass", PASSPHRASE, cost=FAST)
+    assert not Vault.uses_keyring(tmp_path / "pass")
+    Vault.open_with_keyring(tmp_path / "ring", MemoryKeyring())
+    assert Vault.uses_keyring(tmp_path / "ring")
+    (tmp_path / "pass" / "vault.json").write_text("not json")
+    with pytest.raises(VaultLocked):
+        Vault.uses_keyring(tmp_path / "pass")
+
+
+def test_only_section_name_prefixes_can_be_removed(tmp_path: Path) -> None:
+    vault = Vault.open(tmp_path, PASSPHRASE, cost=FAST)
+    vault.write("h_a_0", b"x")
+    vault.write("h_b_0", b"y")
+    vault.remove_matching("h_a_")
+    assert vault.read("h_a_0") is None
+    assert vault.read("h_b_0") == b"y"
+    with pytest.raises(ValueError, match="prefix"):
+        vault.remove_matching("../")
