@@ -12,6 +12,7 @@ import pytest
 from samizdat.client import Client
 from tests.cli_runner import Listener, Person, sign_in_profile
 from tests.harness import IN_CI, ServerProcess, new_test_phone, postgres_available, signed_in
+from tests.secret_devices import People
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -42,6 +43,14 @@ def fresh_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ser
     proc = ServerProcess(tmp_path / "server", backend=request.param)
     yield proc
     proc.cleanup()
+
+
+@pytest.fixture
+async def people(server: ServerProcess, tmp_path: Path) -> AsyncIterator[People]:
+    """Secret-chat users and devices, closed when the test ends."""
+    crowd = People(server, tmp_path)
+    yield crowd
+    await crowd.close()
 
 
 @pytest.fixture

@@ -122,6 +122,39 @@ async def another_device_of(
     return await open_device(await second_device(server.url, phone), root, **engine)
 
 
+async def restarted(server: ServerProcess, device: Device, root: Path) -> Device:
+    """The same device after its process ended: a new connection, the vault as on disk."""
+    client = Client(server.url, session=device.client.session)
+    await client.connect()
+    return await open_device(client, root, vault_dir=device.vault_dir)
+
+
+class People:
+    """Users and devices for one test, all closed at its end (the ``people`` fixture)."""
+
+    def __init__(self, server: ServerProcess, root: Path) -> None:
+        self.server, self.root = server, root
+        self._opened: list[Device] = []
+
+    async def user(self, name: str, **engine: Any) -> Device:
+        return self._keep(await new_user(self.server, self.root, name, **engine))
+
+    async def device_of(self, user: Device, **engine: Any) -> Device:
+        return self._keep(await another_device_of(self.server, self.root, user, **engine))
+
+    async def restarted(self, device: Device) -> Device:
+        return self._keep(await restarted(self.server, device, self.root))
+
+    def _keep(self, device: Device) -> Device:
+        self._opened.append(device)
+        return device
+
+    async def close(self) -> None:
+        for device in self._opened:
+            with contextlib.suppress(Exception):  # some were closed (or revoked) by the test
+                await device.close()
+
+
 @contextlib.asynccontextmanager
 async def devices(*opened: Device) -> AsyncIterator[None]:
     try:

@@ -12,20 +12,13 @@ from samizdat.client import Client
 from samizdat.protocol.errors import Unavailable
 from tests.harness import ServerProcess
 from tests.secret_devices import (
-    Device,
     devices,
     inbox_rows,
     new_user,
     open_device,
+    restarted,
     settle,
 )
-
-
-async def _restarted(server: ServerProcess, device: Device, tmp_path: Path) -> Device:
-    """The same device after its process died: a new connection, the vault as on disk."""
-    client = Client(server.url, session=device.client.session)
-    await client.connect()
-    return await open_device(client, tmp_path, vault_dir=device.vault_dir)
 
 
 async def test_a_sender_that_dies_after_the_server_stored_its_message_never_reuses_a_key(
@@ -51,7 +44,7 @@ async def test_a_sender_that_dies_after_the_server_stored_its_message_never_reus
         with pytest.raises(Unavailable):
             await alice.secret.send(bob.user_id, "two")
         await alice.client.close()
-        again = await _restarted(server, alice, tmp_path)
+        again = await restarted(server, alice, tmp_path)
         async with devices(again):
             # The vault holds the sessions as they were when "two" left (written ahead), so
             # "three" uses the next message key and the next number: no reuse, no replay.
@@ -80,7 +73,7 @@ async def test_a_receiver_that_dies_before_acknowledging_shows_each_message_once
         assert first.texts(f"u{alice.user_id}") == ["while you were away"]
         assert len(await inbox_rows(server, bob.device_id)) == 1  # still queued
         await client.close()
-        again = await _restarted(server, bob, tmp_path)
+        again = await restarted(server, bob, tmp_path)
         async with devices(again):
             assert again.texts(f"u{alice.user_id}") == ["while you were away"]
             assert not [n for n in again.notices if n.level == "alert"]

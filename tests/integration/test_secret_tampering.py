@@ -16,8 +16,8 @@ from tests.secret_devices import (
     devices,
     inbox_rows,
     new_user,
-    open_device,
     queue_row,
+    restarted,
     run_sql,
     settle,
 )
@@ -64,7 +64,7 @@ async def test_tampered_olm_messages_are_notices_never_wrong_text(
         rows = await inbox_rows(server, bob.device_id)
         assert len(rows) == len(SENT)
         await _tamper(server, rows)
-        again = await open_device(await _reconnect(server, bob), tmp_path, vault_dir=bob.vault_dir)
+        again = await restarted(server, bob, tmp_path)
         async with devices(again):
             chat = f"u{alice.user_id}"
             got = shown(again, chat)
@@ -90,7 +90,7 @@ async def test_a_replayed_pre_key_message_on_the_fallback_key_is_refused_and_bre
         await alice.secret.send(bob.user_id, SENT[0])
         (row,) = await inbox_rows(server, bob.device_id)
         await queue_row(server, row, id=int(row["id"]) + 1000)
-        again = await open_device(await _reconnect(server, bob), tmp_path, vault_dir=bob.vault_dir)
+        again = await restarted(server, bob, tmp_path)
         async with devices(again):
             chat = f"u{alice.user_id}"
             assert [e.text for e in shown(again, chat)] == [SENT[0]]
@@ -120,7 +120,7 @@ async def test_tampered_group_messages_are_notices_never_wrong_text(
         rows = [r for r in await inbox_rows(server, bob.device_id) if r["olm_type"] == 2]
         assert len(rows) == len(SENT)
         await _tamper(server, rows)
-        again = await open_device(await _reconnect(server, bob), tmp_path, vault_dir=bob.vault_dir)
+        again = await restarted(server, bob, tmp_path)
         async with devices(again):
             got = shown(again, group.id)
             assert [e.text for e in got] == ["opening", SENT[0], SENT[4], SENT[3], SENT[5]]
@@ -150,16 +150,8 @@ async def test_a_ciphertext_relayed_as_from_someone_else_is_refused(
             carol.device_id,
             last["id"],
         )
-        again = await open_device(await _reconnect(server, bob), tmp_path, vault_dir=bob.vault_dir)
+        again = await restarted(server, bob, tmp_path)
         async with devices(again):
             assert [e.text for e in shown(again, f"u{carol.user_id}")] == ["hello from carol"]
             assert "from alice, to be passed off as carol's" not in str(again.secret.state.chats)
             assert alerts(again, f"u{carol.user_id}") == ["undecryptable"]
-
-
-async def _reconnect(server: ServerProcess, device: Device):  # type: ignore[no-untyped-def]
-    from samizdat.client import Client
-
-    client = Client(server.url, session=device.client.session)
-    await client.connect()
-    return client
