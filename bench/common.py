@@ -15,6 +15,7 @@ A benchmark run looks like this::
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import datetime as dt
@@ -28,13 +29,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import orjson
+import uvloop
 
 HOST = "127.0.0.1"
 SERVER_KINDS = ("samizdat", "relay")
@@ -621,6 +623,50 @@ def emit(report: Report | list[Report], as_json: bool) -> None:
             print(f"\n== {r.benchmark} {r.params}")
             for target, result in r.results.items():
                 print(f"-- {target}: {orjson.dumps(result).decode()}")
+
+
+def cli_main(
+    doc: str | None,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    run: Callable[[argparse.Namespace], Coroutine[Any, Any, Report]],
+) -> None:
+    """A benchmark module run by itself: its arguments, its run, its report printed."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_arguments(parser)
+    args = parser.parse_args()
+    emit(uvloop.run(run(args)), args.json)
+
+
+class OpWorker(Protocol):
+    stop: asyncio.Event
+
+    async def run_op(self, op: JSONDict, /) -> Any: ...
+
+    async def op_close(self, op: JSONDict, /) -> Any: ...
+
+
+async def serve_ops(worker: OpWorker) -> None:
+    """A load-generator process's loop: one JSON op per line on stdin, run one at a time
+    (``stop`` interrupts the running one; ``exit`` or end of input ends it all)."""
+    loop = asyncio.get_running_loop()
+    running: asyncio.Task[None] | None = None
+    try:
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.buffer.readline)
+            op = orjson.loads(line) if line.strip() else {"op": "exit"}
+            if op["op"] == "stop":
+                worker.stop.set()
+                continue
+            if running is not None:
+                await running
+                running = None
+            if op["op"] == "exit":
+                break
+            running = loop.create_task(worker.run_op(op))
+    finally:
+        await worker.op_close({})
 
 
 def targets_arg(value: str) -> list[str]:

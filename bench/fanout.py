@@ -23,8 +23,6 @@ import asyncio
 import time
 from typing import Any
 
-import uvloop
-
 from bench.common import (
     NS,
     Account,
@@ -34,7 +32,7 @@ from bench.common import (
     WorkerPool,
     api,
     bench_phone,
-    emit,
+    cli_main,
     http_client,
     latency_summary,
     log,
@@ -260,12 +258,7 @@ async def run(args: argparse.Namespace) -> Report:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_arguments(parser)
-    args = parser.parse_args()
-    emit(uvloop.run(run(args)), args.json)
+    cli_main(__doc__, add_arguments, run)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,6 @@ import asyncio
 import time
 from typing import Any
 
-import uvloop
-
 from bench.common import (
     BenchError,
     CpuMeter,
@@ -26,7 +24,7 @@ from bench.common import (
     Report,
     WorkerPool,
     bench_phone,
-    emit,
+    cli_main,
     log,
     running_server,
     targets_arg,
@@ -129,12 +127,7 @@ async def run(args: argparse.Namespace) -> Report:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_arguments(parser)
-    args = parser.parse_args()
-    emit(uvloop.run(run(args)), args.json)
+    cli_main(__doc__, add_arguments, run)
 
 
 if __name__ == "__main__":

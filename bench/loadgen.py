@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 import uvloop
 
-from bench.common import NS, sign_in_many
+from bench.common import NS, serve_ops, sign_in_many
 from bench.wsclient import Device, DeviceClosed, ReplyHandler, RequestFailed
 
 JSONDict = dict[str, Any]
@@ -368,22 +368,7 @@ class Worker:
 
 
 async def main() -> None:
-    worker = Worker()
-    loop = asyncio.get_running_loop()
-    running: asyncio.Task[None] | None = None
-    while True:
-        line = await loop.run_in_executor(None, sys.stdin.buffer.readline)
-        op = orjson.loads(line) if line.strip() else {"op": "exit"}
-        if op["op"] == "stop":
-            worker.stop.set()
-            continue
-        if running is not None:
-            await running
-            running = None
-        if op["op"] == "exit":
-            break
-        running = loop.create_task(worker.run_op(op))
-    await worker.op_close({})
+    await serve_ops(Worker())
 
 
 if __name__ == "__main__":

@@ -39,8 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import uvloop
-
 from bench.common import (
     NS,
     BenchError,
@@ -48,7 +46,7 @@ from bench.common import (
     Report,
     WorkerPool,
     bench_phone,
-    emit,
+    cli_main,
     latency_summary,
     log,
     measure_window,
@@ -283,12 +281,7 @@ async def run(args: argparse.Namespace) -> Report:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_arguments(parser)
-    args = parser.parse_args()
-    emit(uvloop.run(run(args)), args.json)
+    cli_main(__doc__, add_arguments, run)
 
 
 if __name__ == "__main__":

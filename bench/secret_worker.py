@@ -34,10 +34,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
 import uvloop
 
-from bench.common import NS, JSONDict, bench_code
+from bench.common import NS, JSONDict, bench_code, serve_ops
 from bench.loadgen import Errors, Sampler, describe, padded, sleep_until, write
 from bench.secret_crypto import BENCH_KDF, PASSPHRASE
 from samizdat.client import Client
@@ -361,24 +360,7 @@ class Worker:
 
 
 async def main() -> None:
-    worker = Worker()
-    loop = asyncio.get_running_loop()
-    running: asyncio.Task[None] | None = None
-    try:
-        while True:
-            line = await loop.run_in_executor(None, sys.stdin.buffer.readline)
-            op = orjson.loads(line) if line.strip() else {"op": "exit"}
-            if op["op"] == "stop":
-                worker.stop.set()
-                continue
-            if running is not None:
-                await running
-                running = None
-            if op["op"] == "exit":
-                break
-            running = loop.create_task(worker.run_op(op))
-    finally:
-        await worker.op_close({})
+    await serve_ops(Worker())
 
 
 if __name__ == "__main__":
