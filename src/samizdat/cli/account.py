@@ -14,8 +14,10 @@ from rich.markup import escape
 
 from samizdat.cli.output import JsonFlag, Output, dump
 from samizdat.cli.render import user_line
+from samizdat.cli.secret_session import PASSPHRASE_ENV, secret_chats, vault_dir
 from samizdat.cli.session import load_session, logged_in
 from samizdat.client import Client, Profile, Session
+from samizdat.crypto.vault import Vault
 from samizdat.protocol.errors import AuthError, ErrorCode, SamizdatError
 from samizdat.protocol.models import PhoneVisibility, User
 
@@ -161,9 +163,6 @@ def login(
 
 def _set_up_secret_chats(out: Output, profile: Path, *, keyring: bool) -> None:
     """Publish the new device's end-to-end keys; a login never fails for want of them."""
-    from samizdat.cli.secret_session import PASSPHRASE_ENV, secret_chats, vault_dir
-    from samizdat.crypto.vault import Vault
-
     can_unlock = (
         keyring
         or PASSPHRASE_ENV in os.environ

@@ -36,6 +36,7 @@ from samizdat.client.secret import (
     fingerprints,
     verify,
 )
+from samizdat.client.secret.engine import ConfirmDevices
 from samizdat.client.secret.payloads import MAX_TTL
 from samizdat.crypto.verification import SasCodes
 from samizdat.protocol.errors import ErrorCode, SamizdatError
@@ -98,7 +99,13 @@ def _options(ctx: typer.Context) -> SecretOptions:
     return options
 
 
-def _confirmer(out: Output, *, strict: bool, yes: bool) -> Any:
+async def _ask_yes(question: str) -> bool:
+    """Ask on the terminal (without blocking the event loop); only y/yes is a yes."""
+    answer = await asyncio.to_thread(input, f"{question} [y/N] ")
+    return answer.strip().lower() in {"y", "yes"}
+
+
+def _confirmer(out: Output, *, strict: bool, yes: bool) -> ConfirmDevices:
     """How a send treats a verified contact's new devices: ask, refuse, or allow."""
 
     async def confirm(devices: list[KnownDevice]) -> bool:
@@ -108,8 +115,7 @@ def _confirmer(out: Output, *, strict: bool, yes: bool) -> Any:
             return False
         listed = ", ".join(f"user {d.user_id}'s device {d.device_id}" for d in devices)
         out.err.print(f"[yellow]! {escape(listed)} is new and not verified.[/yellow]")
-        answer = await asyncio.to_thread(input, "Send to it anyway? [y/N] ")
-        return answer.strip().lower() in {"y", "yes"}
+        return await _ask_yes("Send to it anyway?")
 
     return confirm
 
@@ -129,35 +135,34 @@ async def with_secret(
 
 
 # --- chats -------------------------------------------------------------------------------------
-async def _chats(options: SecretOptions) -> list[dict[str, Any]]:
-    async with secret_chats(options.profile, keyring=options.keyring) as secret:
-        names = Names(secret.client)
-        rows = []
-        for chat in secret.chats():
-            last = next((e for e in reversed(chat.history) if isinstance(e, MessageEntry)), None)
-            unread = sum(
-                1
-                for e in chat.history
-                if isinstance(e, MessageEntry) and e.read_at is None and not e.outgoing
-            )
-            rows.append(
-                {
-                    "id": chat.id,
-                    "title": await chat_title(chat, names),
-                    "kind": "group" if chat.group is not None else "direct",
-                    "ttl": chat.ttl,
-                    "unread": unread,
-                    "last": last.text if last is not None else None,
-                }
-            )
-        return rows
+async def _chats(secret: SecretChats) -> list[dict[str, Any]]:
+    names = Names(secret.client)
+    rows = []
+    for chat in secret.chats():
+        last = next((e for e in reversed(chat.history) if isinstance(e, MessageEntry)), None)
+        unread = sum(
+            1
+            for e in chat.history
+            if isinstance(e, MessageEntry) and e.read_at is None and not e.outgoing
+        )
+        rows.append(
+            {
+                "id": chat.id,
+                "title": await chat_title(chat, names),
+                "kind": "group" if chat.group is not None else "direct",
+                "ttl": chat.ttl,
+                "unread": unread,
+                "last": last.text if last is not None else None,
+            }
+        )
+    return rows
 
 
 def chats(ctx: typer.Context, json_: JsonFlag = False) -> None:
     """List your secret chats and groups (decrypting anything that was waiting)."""
     options = _options(ctx)
     out = Output(json_, options.profile)
-    rows = out.run(_chats(options))
+    rows = out.run(with_secret(options, out, _chats))
     table = render_table("ID", "Chat", "Kind", "Timer", "Unread", "Last", keep=("ID",))
     for row in rows:
         table.add_row(
@@ -227,15 +232,14 @@ def send(
 
 
 async def _history(
-    options: SecretOptions, peer: str, limit: int
+    secret: SecretChats, peer: str, limit: int, *, human: bool
 ) -> tuple[str, list[Any], list[str]]:
-    async with secret_chats(options.profile, keyring=options.keyring) as secret:
-        chat = await secret.resolve(peer)
-        entries = chat.history[-limit:]
-        names = Names(secret.client)
-        lines = [await entry_line(e, names) for e in entries]
-        await secret.mark_read(chat)  # shown now: self-destruct timers start
-        return chat.id, entries, lines
+    chat = await secret.resolve(peer)
+    entries = chat.history[-limit:]
+    names = Names(secret.client)
+    lines = [await entry_line(e, names) for e in entries] if human else []
+    await secret.mark_read(chat)  # shown now: self-destruct timers start
+    return chat.id, entries, lines
 
 
 def history(
@@ -249,11 +253,13 @@ def history(
     it: its self-destruct timer starts, here and on the sender's devices."""
     options = _options(ctx)
     out = Output(json_, options.profile)
-    chat_id, entries, lines = out.run(_history(options, peer, limit))
+    chat_id, entries, lines = out.run(
+        with_secret(options, out, lambda s: _history(s, peer, limit, human=not out.json))
+    )
     if out.json:
         for entry in entries:
             out.record(entry_json(chat_id, entry))
-    elif not lines:
+    elif not entries:
         out.console.print("[dim]No secret messages here yet.[/dim]")
     else:
         for line in lines:
@@ -280,20 +286,19 @@ def ttl(
 
 
 # --- verification ------------------------------------------------------------------------------
-async def _fingerprint(options: SecretOptions, peer: str) -> tuple[str, list[dict[str, Any]]]:
-    async with secret_chats(options.profile, keyring=options.keyring) as secret:
-        found = await fingerprints(secret, peer)
-        rows = [
-            {
-                "user_id": f.device.user_id,
-                "device_id": f.device.device_id,
-                "identity_key": f.device.identity_key,
-                "trust": f.device.trust.value,
-                "safety_number": f.safety_number,
-            }
-            for f in found
-        ]
-        return secret.keys.identity_key, rows
+async def _fingerprint(secret: SecretChats, peer: str) -> tuple[str, list[dict[str, Any]]]:
+    found = await fingerprints(secret, peer)
+    rows = [
+        {
+            "user_id": f.device.user_id,
+            "device_id": f.device.device_id,
+            "identity_key": f.device.identity_key,
+            "trust": f.device.trust.value,
+            "safety_number": f.safety_number,
+        }
+        for f in found
+    ]
+    return secret.keys.identity_key, rows
 
 
 def fingerprint(ctx: typer.Context, peer: PeerArg, json_: JsonFlag = False) -> None:
@@ -302,7 +307,7 @@ def fingerprint(ctx: typer.Context, peer: PeerArg, json_: JsonFlag = False) -> N
     between."""
     options = _options(ctx)
     out = Output(json_, options.profile)
-    mine, rows = out.run(_fingerprint(options, peer))
+    mine, rows = out.run(with_secret(options, out, lambda s: _fingerprint(s, peer)))
     if out.json:
         for row in rows:
             out.record({**row, "my_identity_key": mine})
@@ -317,19 +322,17 @@ def fingerprint(ctx: typer.Context, peer: PeerArg, json_: JsonFlag = False) -> N
         out.console.print(f"[bold]{safety_text(row['safety_number'])}[/bold]")
 
 
-async def _verify(options: SecretOptions, out: Output, peer: str, patience: float) -> KnownDevice:
+async def _verify(secret: SecretChats, out: Output, peer: str, patience: float) -> KnownDevice:
     async def show(codes: SasCodes, device: KnownDevice) -> bool:
         out.console.print(
             f"\nCompare with user {device.user_id}'s device {device.device_id}. "
             "They must see exactly these, in this order:\n"
         )
         out.console.print(codes_text(codes))
-        answer = await asyncio.to_thread(input, "\nDo they match? [y/N] ")
-        return answer.strip().lower() in {"y", "yes"}
+        return await _ask_yes("\nDo they match?")
 
-    async with secret_chats(options.profile, keyring=options.keyring) as secret:
-        out.note(f"Waiting for {escape(peer)} to run: samizdat secret verify (you) …")
-        return await verify(secret, peer, show, patience=patience)
+    out.note(f"Waiting for {escape(peer)} to run: samizdat secret verify (you) …")
+    return await verify(secret, peer, show, patience=patience)
 
 
 def verify_command(
@@ -344,7 +347,7 @@ def verify_command(
     options = _options(ctx)
     out = Output(json_, options.profile)
     try:
-        device = out.run(_verify(options, out, peer, timeout))
+        device = out.run(with_secret(options, out, lambda s: _verify(s, out, peer, timeout)))
     except TimeoutError:
         out.fail(
             SamizdatError(
