@@ -10,14 +10,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import re
 import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -92,7 +95,14 @@ class ServerProcess:
     def log_path(self) -> Path:
         return self.data_dir / "server.log"
 
-    def start(self) -> ServerProcess:
+    @property
+    def sqlite_path(self) -> Path:
+        """The served DC's SQLite file (the embedded default DC is ``local``)."""
+        return self.data_dir / "dc-local.sqlite3"
+
+    def start(self, *, wait_unsealed: bool = True) -> ServerProcess:
+        """Start the process; wait until it serves (``/health``: unsealed) or, with
+        ``wait_unsealed=False``, only until it answers ``/status`` (it may stay sealed)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.extra_config
         if self.backend == "postgres":
@@ -120,17 +130,17 @@ class ServerProcess:
             args.append("--dev")
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        self._wait_healthy()
+        self._wait_healthy(path="/health" if wait_unsealed else "/status")
         return self
 
-    def _wait_healthy(self, timeout: float = 30.0) -> None:
+    def _wait_healthy(self, timeout: float = 30.0, path: str = "/health") -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                if httpx.get(self.url + path, timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -158,6 +168,32 @@ class ServerProcess:
         if self.pg_database is not None:
             drop_pg_database(self.pg_database)
             self.pg_database = None
+
+
+async def sql(server: ServerProcess, statement: str, *args: Any) -> list[Any]:
+    """Run SQL on the served DC's database behind the server's back (``$1`` placeholders),
+    as someone holding the disk could; rows come back as mappings."""
+    if server.backend == "postgres":
+        conn = await asyncpg.connect(
+            f"postgresql://postgres@127.0.0.1:5432/{server.pg_database}", timeout=5
+        )
+        try:
+            return list(await conn.fetch(statement, *args))
+        finally:
+            await conn.close()
+    converted = re.sub(r"\$\d+", "?", statement)
+
+    def work() -> list[Any]:
+        db = sqlite3.connect(server.sqlite_path, timeout=10)
+        db.row_factory = sqlite3.Row
+        try:
+            rows = db.execute(converted, args).fetchall()
+            db.commit()
+            return rows
+        finally:
+            db.close()
+
+    return await asyncio.to_thread(work)
 
 
 _numbers = itertools.count(int.from_bytes(secrets.token_bytes(3), "big") * 10)

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-
 from samizdat.client import Client
 from samizdat.client.secret import (
     MessageEntry,
@@ -28,7 +26,7 @@ from samizdat.client.secret import (
 )
 from samizdat.crypto.vault import KdfCost, Vault
 from samizdat.protocol.models import SecretMessageUpdate
-from tests.harness import ServerProcess, second_device, signed_in
+from tests.harness import ServerProcess, second_device, signed_in, sql
 
 FAST = KdfCost(time_cost=1, memory_kib=8 * 1024, parallelism=1)  # tests only
 WAIT = 10.0
@@ -220,28 +218,5 @@ async def run_sql(server: ServerProcess, sql: str, *args: Any) -> None:
     await _sql(server, sql, *args)
 
 
-async def _sql(server: ServerProcess, sql: str, *args: Any) -> list[Any]:
-    if server.backend == "postgres":
-        conn = await asyncpg.connect(
-            f"postgresql://postgres@127.0.0.1:5432/{server.pg_database}", timeout=5
-        )
-        try:
-            return list(await conn.fetch(sql, *args))
-        finally:
-            await conn.close()
-    import re
-    import sqlite3
-
-    converted = re.sub(r"\$\d+", "?", sql)
-
-    def work() -> list[Any]:
-        db = sqlite3.connect(server.data_dir / "samizdat.sqlite3", timeout=10)
-        db.row_factory = sqlite3.Row
-        try:
-            rows = db.execute(converted, args).fetchall()
-            db.commit()
-            return rows
-        finally:
-            db.close()
-
-    return await asyncio.to_thread(work)
+async def _sql(server: ServerProcess, statement: str, *args: Any) -> list[Any]:
+    return await sql(server, statement, *args)

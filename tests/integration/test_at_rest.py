@@ -150,7 +150,7 @@ async def read_column(
 ) -> dict[int, bytes]:
     query = f"SELECT id, {column} FROM {table} WHERE id IN ({', '.join(map(str, ids))})"
     if server.backend == "sqlite":
-        with sqlite3.connect(server.data_dir / "samizdat.sqlite3", timeout=10) as db:
+        with sqlite3.connect(server.sqlite_path, timeout=10) as db:
             return {row[0]: bytes(row[1]) for row in db.execute(query)}
     assert server.pg_database is not None
     conn = await asyncpg.connect(PG_URL.format(database=server.pg_database), timeout=10)
@@ -165,7 +165,7 @@ async def write_column(
 ) -> None:
     """Overwrite stored values behind the server's back, as someone with the disk could."""
     if server.backend == "sqlite":
-        db = sqlite3.connect(server.data_dir / "samizdat.sqlite3", timeout=10)
+        db = sqlite3.connect(server.sqlite_path, timeout=10)
         try:
             with db:
                 db.executemany(
@@ -244,12 +244,14 @@ async def test_a_sealed_text_moved_to_another_message_or_chat_fails_to_open(
     assert not any(text in new_lines for text in texts.values())
 
 
-async def test_a_sealed_phone_number_moved_to_another_user_fails_to_open(
+async def test_a_shown_phone_number_moved_to_another_user_fails_to_open(
     server: ServerProcess, alice: Client, bob: Client, alice_socket: RawSocket
 ) -> None:
+    for client in (alice, bob):
+        await client.update_profile(phone_visibility="everybody")
     ids = [user_id_of(alice), user_id_of(bob)]
-    users = await read_column(server, "users", "phone_sealed", ids)
-    await write_column(server, "users", "phone_sealed", {ids[0]: users[ids[1]]})
+    users = await read_column(server, "users", "phone_shown", ids)
+    await write_column(server, "users", "phone_shown", {ids[0]: users[ids[1]]})
 
     reply = await alice_socket.call("users.me")
 

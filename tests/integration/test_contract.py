@@ -42,7 +42,13 @@ async def test_every_method_returns_what_its_result_model_declares(
         await check(alice, "users.get", user_id=bob.me.id)
         await check(bob, "profile.set_username", username=f"bob_{bob.me.id % 10**8}")
         await check(alice, "users.resolve", peer=f"@bob_{bob.me.id % 10**8}")
-        await check(alice, "profile.update", display_name="Alice A.", phone_visibility="contacts")
+        await check(
+            alice,
+            "profile.update",
+            display_name="Alice A.",
+            phone_visibility="contacts",
+            phone=alice.test_phone,  # type: ignore[attr-defined]
+        )
         await check(alice, "contacts.add", user_id=bob.me.id)
         await check(alice, "contacts.list")
         await check(alice, "contacts.remove", user_id=bob.me.id)

@@ -10,12 +10,12 @@ from sqlalchemy import insert
 
 from samizdat.client import ChatLeft, ChatUpdated, Client, NewMessage, Typing
 from samizdat.core.ids import MAX_NODE, SnowflakeGenerator
-from samizdat.crypto import FileKeySource, Keyring
 from samizdat.protocol.errors import ErrorCode
 from samizdat.protocol.methods import MAX_BATCH_IDS, MAX_GROUP_MEMBERS
 from samizdat.protocol.models import PhoneVisibility
 from samizdat.store.engine import open_engines
 from samizdat.store.tables import update_seqs, users
+from tests.custody_state import custodian_keys, server_keyring
 from tests.harness import ServerProcess, new_test_phone, signed_in
 from tests.inbox import Inbox, another_device, private_chat, refused, uid
 
@@ -265,7 +265,7 @@ async def seed_accounts(server: ServerProcess, count: int) -> dict[int, str]:
     user (6-12 ms each here), so 10,000 sign-ups alone would take minutes. Everything the
     test checks about the group itself still goes through the API.
     """
-    keyring = Keyring(FileKeySource(server.data_dir / "dc.key", create=False).load())
+    keyring = await server_keyring(server, custodian_keys(server.data_dir))
     ids = SnowflakeGenerator(node=MAX_NODE)  # the server is node 0, so no id can collide
     now = time.time()
     phones = {ids.next(now): new_test_phone()[0] for _ in range(count)}
@@ -276,7 +276,8 @@ async def seed_accounts(server: ServerProcess, count: int) -> dict[int, str]:
             "username": None,
             "username_key": None,
             "phone_lookup": keyring.phone_lookup(phone),
-            "phone_sealed": keyring.seal_phone(user_id, phone),
+            "phone_envelope": None,
+            "phone_shown": None,
             "phone_visibility": PhoneVisibility.NOBODY.value,
             "created_at": now,
         }
@@ -285,7 +286,7 @@ async def seed_accounts(server: ServerProcess, count: int) -> dict[int, str]:
     if server.pg_database is not None:
         url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{server.pg_database}"
     else:
-        url = f"sqlite+aiosqlite:///{server.data_dir.resolve() / 'samizdat.sqlite3'}"
+        url = f"sqlite+aiosqlite:///{server.sqlite_path.resolve()}"
     engines = open_engines(url)
     try:
         async with engines.writer.begin() as conn:

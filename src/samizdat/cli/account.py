@@ -283,6 +283,13 @@ def profile_set(
         PhoneVisibility | None,
         typer.Option(help="Who can see your phone number", case_sensitive=False),
     ] = None,
+    phone: Annotated[
+        str | None,
+        typer.Option(
+            help="Your number, if this profile does not know it yet (the server keeps no "
+            "copy it can read unless you let others see it)"
+        ),
+    ] = None,
     json_: JsonFlag = False,
 ) -> None:
     """Change your display name and/or who can see your phone number."""
@@ -291,6 +298,8 @@ def profile_set(
         changes["display_name"] = name
     if phone_visibility is not None:
         changes["phone_visibility"] = phone_visibility.value
+        if phone is not None:
+            changes["phone"] = phone
     if not changes:
         raise typer.BadParameter("give --name and/or --phone-visibility")
     out = Output(json_, ctx.obj)

@@ -309,7 +309,11 @@ class Client:
             params["display_name"] = display_name
         result = await self.call("auth.sign_in", **params)
         self.session = Session(
-            self.server, result["token"], result["user"]["id"], result["device_id"]
+            self.server,
+            result["token"],
+            result["user"]["id"],
+            result["device_id"],
+            phone=result["user"].get("phone"),
         )
         async with self._sync_lock:  # no push may be applied against seq 0 meanwhile
             await self._authorize(fresh=True)
@@ -322,20 +326,39 @@ class Client:
         update number (history comes from ``history``); a resumed one catches up."""
         assert self.session is not None
         result = await self.call("auth.authorize", token=self.session.token)
-        self.me = User.model_validate(result["user"])
+        self.me = self._with_own_phone(User.model_validate(result["user"]))
         if fresh:
             self.session.seq = int(result["seq"])
         elif self.receive_updates and int(result["seq"]) > self.session.seq:
             await self.catch_up()
 
+    def _with_own_phone(self, me: User) -> User:
+        """Your own number comes from this session when the server keeps no readable copy
+        (the default: nobody sees it, and the server only holds it sealed to custodians)."""
+        if me.phone is None and self.session is not None and self.session.phone is not None:
+            return me.model_copy(update={"phone": self.session.phone})
+        return me
+
     async def get_me(self) -> User:
-        return User.model_validate(await self.call("users.me"))
+        return self._with_own_phone(User.model_validate(await self.call("users.me")))
 
     async def set_username(self, username: str | None) -> User:
         return User.model_validate(await self.call("profile.set_username", username=username))
 
     async def update_profile(self, **changes: Any) -> User:
-        return User.model_validate(await self.call("profile.update", **changes))
+        """Showing your number (visibility other than nobody) sends it from the session:
+        the server cannot read back the copy it keeps for the custodians."""
+        visibility = changes.get("phone_visibility")
+        if visibility not in (None, "nobody") and "phone" not in changes:
+            if self.session is None or self.session.phone is None:
+                raise SamizdatError(
+                    "this session does not know your number; pass it (phone=...)",
+                    code=ErrorCode.INVALID_PARAMS,
+                )
+            changes["phone"] = self.session.phone
+        return self._with_own_phone(
+            User.model_validate(await self.call("profile.update", **changes))
+        )
 
     async def resolve(self, peer: str) -> User:
         return User.model_validate(await self.call("users.resolve", peer=peer))

@@ -23,6 +23,9 @@ class Session:
     user_id: int
     device_id: int
     seq: int = 0
+    #: Your own number, kept here because the server keeps no copy it can read (unless you
+    #: let others see it); sent back when you choose to show it.
+    phone: str | None = None
 
 
 class Profile:

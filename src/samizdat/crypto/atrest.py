@@ -1,16 +1,20 @@
-"""At-rest sealing for one DC: message text under per-chat data keys, phone numbers.
+"""At-rest sealing for one DC: message text under per-chat data keys, keyed lookups.
 
 Key hierarchy (all derived or wrapped here; nothing else sees key bytes)::
 
-    DC key (from a KeySource)
-     ├─ HKDF "wrap"          wraps each chat's random 256-bit data key (AES-GCM, AD = chat id)
-     │    └─ chat data key   seals each message text (AES-GCM, AD = chat id + message id)
-     ├─ HKDF "phone-lookup"  HMAC-SHA256 of the E.164 number: an index that a disk alone
-     │                       cannot brute-force, because the key is not on the disk
-     ├─ HKDF "phone-seal"    AES-GCM of the number (AD = user id)
-     └─ HKDF "login-code"    HMAC of a login code bound to its number
+    DC key (rebuilt from custodians' shares, memory only; see keysource.py)
+     ├─ wrap key (per key id)  wraps each chat's random 256-bit data key (AES-GCM, AD = chat id)
+     │    └─ chat data key     seals each message text (AES-GCM, AD = chat id + message id)
+     └─ index key (survives rotation)
+          ├─ HKDF "phone-lookup"   HMAC-SHA256 of the E.164 number: an index that a disk alone
+          │                        cannot brute-force, because the key is not on the disk
+          ├─ HKDF "phone-seal"     AES-GCM of the number a user chose to show (AD = user id)
+          ├─ HKDF "login-code"     HMAC of a login code bound to its number
+          └─ HKDF "ip-dedupe"      HMAC that spots an address already logged today
 
-AD binding means a ciphertext moved to another chat, message or user fails to open.
+AD binding means a ciphertext moved to another chat, message or user fails to open. Until a
+DC key is installed the keyring is *sealed*: every operation raises ``DcSealed``, which
+clients see as a typed UNAVAILABLE error ("temporarily unavailable").
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import hashlib
 import hmac
 import os
 from collections import OrderedDict
+from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -26,7 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from samizdat.crypto.keysource import DcKey
-from samizdat.protocol.errors import InternalError
+from samizdat.protocol.errors import InternalError, Unavailable
 
 _VERSION = b"\x01"
 _NONCE = 12
@@ -34,6 +39,10 @@ _NONCE = 12
 
 class SealError(InternalError):
     """A stored ciphertext failed to open: tampering, a wrong key, or a moved record."""
+
+
+class DcSealed(Unavailable):
+    """The DC's key is not in memory: too few custodians have answered yet."""
 
 
 def _derive(key: bytes, label: str) -> bytes:
@@ -56,29 +65,95 @@ def _open(aead: AESGCM, sealed: bytes, ad: bytes) -> bytes:
         raise SealError("stored ciphertext failed authentication") from exc
 
 
+class _Unlocked:
+    """What an installed DC key gives: wrap AEADs per key id and the index-derived keys."""
+
+    def __init__(self, keys: Sequence[DcKey], active: str) -> None:
+        self.active = active
+        self.wraps = {k.key_id: AESGCM(_derive(k.wrap_material(), "wrap")) for k in keys}
+        index = next(k for k in keys if k.key_id == active).index_material()
+        self.phone_lookup = _derive(index, "phone-lookup")
+        self.phone_profile = AESGCM(_derive(index, "phone-seal"))
+        self.login_code = _derive(index, "login-code")
+        self.ip_dedupe = _derive(index, "ip-dedupe")
+
+
 class Keyring:
     """Everything the store needs to seal and open, with no key bytes exposed."""
 
-    def __init__(self, dc_key: DcKey, *, cache_size: int = 100_000) -> None:
-        material = dc_key.material()
-        self.key_id = dc_key.key_id
-        self._wrap = AESGCM(_derive(material, "wrap"))
-        self._phone_lookup = _derive(material, "phone-lookup")
-        self._phone_seal = AESGCM(_derive(material, "phone-seal"))
-        self._login_code = _derive(material, "login-code")
+    def __init__(self, dc_id: str = "dc", *, cache_size: int = 100_000) -> None:
+        self.dc_id = dc_id
+        self._unlocked: _Unlocked | None = None
         self._chat_aeads: OrderedDict[int, AESGCM] = OrderedDict()
         self._cache_size = cache_size
 
+    # sealed / unsealed ---------------------------------------------------------------------
+    def install(self, keys: Sequence[DcKey], active_key_id: str) -> None:
+        """Unseal with every live DC key (old ones still open chats not yet re-wrapped)."""
+        if not any(k.key_id == active_key_id for k in keys):
+            raise ValueError("the active key must be among the installed keys")
+        first = keys[0]
+        if not all(first.same_index(k) for k in keys):
+            raise SealError("DC keys of one DC must share their index key")
+        self._unlocked = _Unlocked(keys, active_key_id)
+
+    def seal(self) -> None:
+        """Forget every key (the DC is sealed again until custodians answer)."""
+        self._unlocked = None
+        self._chat_aeads.clear()
+
+    @property
+    def unsealed(self) -> bool:
+        return self._unlocked is not None
+
+    def require_unsealed(self) -> None:
+        """Raise DcSealed (UNAVAILABLE, "temporarily unavailable") unless unsealed."""
+        self._keys()
+
+    @property
+    def key_ids(self) -> frozenset[str]:
+        return frozenset(self._keys().wraps)
+
+    def _keys(self) -> _Unlocked:
+        unlocked = self._unlocked
+        if unlocked is None:
+            raise DcSealed(
+                f"data centre {self.dc_id} is temporarily unavailable: its key custodians have "
+                "not answered yet; try again in a minute"
+            )
+        return unlocked
+
+    @property
+    def key_id(self) -> str:
+        """The key id new chat keys are wrapped with."""
+        return self._keys().active
+
     # chat data keys ----------------------------------------------------------------------
     def new_chat_key(self, chat_id: int) -> bytes:
-        """Make a fresh data key for a chat and return it wrapped, ready to store."""
+        """Make a fresh data key for a chat and return it wrapped (under ``key_id``)."""
+        keys = self._keys()
         key = AESGCM.generate_key(bit_length=256)
         self._remember(chat_id, AESGCM(key))
-        return _seal(self._wrap, key, b"chat-key:%d" % chat_id)
+        return _seal(keys.wraps[keys.active], key, b"chat-key:%d" % chat_id)
 
-    def load_chat_key(self, chat_id: int, wrapped: bytes) -> None:
+    def load_chat_key(self, chat_id: int, wrapped: bytes, key_id: str) -> None:
         if chat_id not in self._chat_aeads:
-            self._remember(chat_id, AESGCM(_open(self._wrap, wrapped, b"chat-key:%d" % chat_id)))
+            self._remember(chat_id, AESGCM(self.unwrap_chat_key(chat_id, wrapped, key_id)))
+
+    def unwrap_chat_key(self, chat_id: int, wrapped: bytes, key_id: str) -> bytes:
+        wrap = self._keys().wraps.get(key_id)
+        if wrap is None:
+            raise DcSealed(
+                f"data centre {self.dc_id} is being re-keyed; try again in a few seconds",
+                debug_context={"key_id": key_id},
+            )
+        return _open(wrap, wrapped, b"chat-key:%d" % chat_id)
+
+    def rewrap_chat_key(self, chat_id: int, wrapped: bytes, key_id: str) -> bytes:
+        """Re-wrap a chat key under the active DC key (rotation); the chat key is unchanged."""
+        keys = self._keys()
+        plain = self.unwrap_chat_key(chat_id, wrapped, key_id)
+        return _seal(keys.wraps[keys.active], plain, b"chat-key:%d" % chat_id)
 
     def has_chat_key(self, chat_id: int) -> bool:
         return chat_id in self._chat_aeads
@@ -103,18 +178,26 @@ class Keyring:
 
     # phone numbers -----------------------------------------------------------------------
     def phone_lookup(self, e164: str) -> bytes:
-        return hmac.new(self._phone_lookup, e164.encode(), hashlib.sha256).digest()
+        return hmac.new(self._keys().phone_lookup, e164.encode(), hashlib.sha256).digest()
 
     def seal_phone(self, user_id: int, e164: str) -> bytes:
-        return _seal(self._phone_seal, e164.encode(), b"phone:%d" % user_id)
+        """The profile copy of a number its owner chose to show (cloud data, DC key)."""
+        return _seal(self._keys().phone_profile, e164.encode(), b"phone:%d" % user_id)
 
     def open_phone(self, user_id: int, sealed: bytes) -> str:
-        return _open(self._phone_seal, sealed, b"phone:%d" % user_id).decode()
+        return _open(self._keys().phone_profile, sealed, b"phone:%d" % user_id).decode()
+
+    def ip_seen_digest(self, device_id: int, ip: str, day: int) -> bytes:
+        """Keyed digest of (device, address, day): logs an address once a day per device."""
+        material = f"{device_id}\x00{ip}\x00{day}".encode()
+        return hmac.new(self._keys().ip_dedupe, material, hashlib.sha256).digest()
 
     # login codes -------------------------------------------------------------------------
     def code_digest(self, e164: str, code: str) -> bytes:
         """Keyed digest of a login code bound to its number (compare with hmac.compare_digest)."""
-        return hmac.new(self._login_code, f"{e164}\x00{code}".encode(), hashlib.sha256).digest()
+        return hmac.new(
+            self._keys().login_code, f"{e164}\x00{code}".encode(), hashlib.sha256
+        ).digest()
 
 
-__all__ = ["Keyring", "SealError"]
+__all__ = ["DcSealed", "Keyring", "SealError"]

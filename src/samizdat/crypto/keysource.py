@@ -1,64 +1,66 @@
-"""Where a DC key comes from. Today a local key file; issue #4 replaces it with custodians.
+"""A DC key: the secret that unlocks one DC's stored data, held only in a node's memory.
 
-The rest of the system sees only ``KeySource.load()``, so swapping the source changes no caller.
+Its threshold-envelope payload is two random 32-byte keys:
+
+- the **wrap key**, which wraps every chat's data key; rotating the DC key replaces it and
+  re-wraps the chat keys (``samizdat dc rotate-key``);
+- the **index key**, from which the keyed hashes of phone numbers (lookups) and login codes
+  are derived. It survives rotations, because a phone number's lookup cannot be recomputed:
+  the number itself is sealed to the custodians.
+
+A DcKey comes into being either freshly generated (first start of a DC, rotation) or rebuilt
+from custodians' shares; it is never written to disk.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
-from pathlib import Path
-from typing import Protocol
 
-from samizdat.protocol.errors import Unavailable
+from samizdat.crypto.threshold import EnvelopeError
 
 DC_KEY_BYTES = 32
+PAYLOAD_BYTES = 2 * DC_KEY_BYTES
 
 
 class DcKey:
     """Opaque holder of a DC key; its bytes never leave samizdat.crypto."""
 
-    __slots__ = ("_key", "key_id")
+    __slots__ = ("_index", "_wrap", "key_id")
 
-    def __init__(self, key: bytes, key_id: str) -> None:
-        if len(key) != DC_KEY_BYTES:
-            raise ValueError("a DC key is 32 bytes")
-        self._key = key
+    def __init__(self, wrap: bytes, index: bytes, key_id: str) -> None:
+        if len(wrap) != DC_KEY_BYTES or len(index) != DC_KEY_BYTES:
+            raise ValueError("a DC key is two 32-byte keys")
+        self._wrap = wrap
+        self._index = index
         self.key_id = key_id
 
-    def material(self) -> bytes:
-        """For samizdat.crypto only."""
-        return self._key
+    @classmethod
+    def generate(cls, key_id: str, *, keep_index_of: DcKey | None = None) -> DcKey:
+        """A fresh DC key; on rotation, pass the old key so the index key carries over."""
+        index = keep_index_of._index if keep_index_of else secrets.token_bytes(DC_KEY_BYTES)
+        return cls(secrets.token_bytes(DC_KEY_BYTES), index, key_id)
+
+    @classmethod
+    def from_payload(cls, payload: bytes, key_id: str) -> DcKey:
+        if len(payload) != PAYLOAD_BYTES:
+            raise EnvelopeError("a DC key envelope must hold 64 bytes")
+        return cls(payload[:DC_KEY_BYTES], payload[DC_KEY_BYTES:], key_id)
+
+    def payload(self) -> bytes:
+        """For sealing into a threshold envelope (samizdat.crypto only)."""
+        return self._wrap + self._index
+
+    def wrap_material(self) -> bytes:
+        return self._wrap
+
+    def index_material(self) -> bytes:
+        return self._index
+
+    def same_index(self, other: DcKey) -> bool:
+        return secrets.compare_digest(self._index, other._index)
 
     def __repr__(self) -> str:
         return f"DcKey(key_id={self.key_id!r})"
 
 
-class KeySource(Protocol):
-    def load(self) -> DcKey:
-        """Return the DC key or raise Unavailable (the DC stays sealed)."""
-        ...
-
-
-class FileKeySource:
-    """A 32-byte key in a file readable only by its owner, created on first use."""
-
-    def __init__(self, path: Path, *, create: bool = True) -> None:
-        self.path = path
-        self.create = create
-
-    def load(self) -> DcKey:
-        if not self.path.exists():
-            if not self.create:
-                raise Unavailable(f"DC key file {self.path} is missing")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(secrets.token_bytes(DC_KEY_BYTES))
-        key = self.path.read_bytes()
-        if len(key) != DC_KEY_BYTES:
-            raise Unavailable(f"DC key file {self.path} is not a 32-byte key")
-        return DcKey(key, key_id="file:1")
-
-
-__all__ = ["DC_KEY_BYTES", "DcKey", "FileKeySource", "KeySource"]
+__all__ = ["DC_KEY_BYTES", "DcKey"]

@@ -102,6 +102,11 @@ class UpdateProfileParams(Params):
     display_name: DisplayName | None = None
     # Not strict: parameters arrive as JSON, where an enum can only be its string value.
     phone_visibility: Annotated[PhoneVisibility, Field(strict=False)] | None = None
+    phone: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        None,
+        description="Your own number, sent with a visibility other than nobody: the server "
+        "keeps no readable copy otherwise",
+    )
 
 
 class SetUsernameParams(Params):

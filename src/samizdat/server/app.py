@@ -6,6 +6,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import orjson
 from fastapi import FastAPI
 from fastapi.responses import Response
 
@@ -15,6 +16,7 @@ from samizdat.core.ids import SnowflakeGenerator
 from samizdat.protocol.errors import SamizdatError
 from samizdat.server.asgi import SamizdatApp
 from samizdat.server.clock import Clock
+from samizdat.server.dc_keeper import DcKeeper
 from samizdat.server.deps import Deps
 from samizdat.server.directory import ChatDirectory
 from samizdat.server.gateway import Gateway
@@ -36,6 +38,7 @@ def create_app(
     bus: Bus,
     clock: Clock,
     issuer: CodeIssuer,
+    keeper: DcKeeper,
 ) -> SamizdatApp:
     """Build the ASGI app. The caller owns store/bus lifetimes only until the app starts:
     the app's lifespan starts them and closes them on shutdown."""
@@ -63,11 +66,13 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await store.start()
         await bus.start(on_event)
-        log.info("samizdat ready", extra={"dev": settings.dev})
+        await keeper.start()
+        log.info("samizdat ready", extra={"dev": settings.dev, "dc": str(keeper.state)})
         try:
             yield
         finally:
             await bus.close()
+            await keeper.stop()
             await store.close()
             await issuer.aclose()
 
@@ -84,11 +89,19 @@ def create_app(
 
     @app.get("/health", include_in_schema=False)
     async def health() -> Response:
+        """200 only when this node can serve: database reachable and DC unsealed."""
         try:
             await store.ping()
+            store.keyring.require_unsealed()
         except SamizdatError as exc:
             return error_response(exc)
         return Response(b'{"status":"ok"}', media_type="application/json")
+
+    @app.get("/status", include_in_schema=False)
+    async def status() -> Response:
+        """The served DC (sealed or not) and whether each of its custodians answers."""
+        body = {"dcs": [await keeper.status()]}
+        return Response(orjson.dumps(body), media_type="application/json")
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:

@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
+
+from samizdat.server.topology import (
+    CustodianSettings,
+    DcSettings,
+    HomingSettings,
+    check_topology,
+    embedded_custodians,
+    embedded_dcs,
+)
 
 
 class Section(BaseModel):
@@ -53,6 +62,12 @@ class VerifierSettings(Section):
     max_attempts: int = Field(5, ge=1, le=20)
 
 
+class IdentitySettings(Section):
+    ip_retention_days: int = Field(
+        365, ge=1, le=3650, description="sealed IP-address records are erased after this"
+    )
+
+
 class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -63,12 +78,34 @@ class ServerSettings(Section):
     limits: LimitSettings = LimitSettings()
     storage: StorageSettings = StorageSettings()
     verifier: VerifierSettings = VerifierSettings()
+    identity: IdentitySettings = IdentitySettings()
+    dcs: tuple[DcSettings, ...] = Field(default_factory=embedded_dcs, min_length=1)
+    custodians: tuple[CustodianSettings, ...] = Field(default_factory=embedded_custodians)
+    homing: HomingSettings = HomingSettings()
+    serve_dc: str | None = Field(None, description="the DC this node serves; unset = default")
+
+    @model_validator(mode="after")
+    def _check_topology(self) -> Self:
+        check_topology(self.dcs, self.custodians, self.homing, self.serve_dc)
+        return self
+
+    @property
+    def dc(self) -> DcSettings:
+        """The DC this node serves."""
+        wanted = self.serve_dc or self.homing.default_dc or self.dcs[0].id
+        return next(d for d in self.dcs if d.id == wanted)
+
+    def custodians_of(self, dc: DcSettings) -> tuple[CustodianSettings, ...]:
+        by_id = {c.id: c for c in self.custodians}
+        return tuple(by_id[c] for c in dc.custodians)
 
     @property
     def database_url(self) -> str:
-        if self.storage.database_url:
-            return self.storage.database_url
-        return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'samizdat.sqlite3'}"
+        """The served DC's database: its own URL, else [storage], else a SQLite file."""
+        url = self.dc.database_url or self.storage.database_url
+        if url:
+            return url
+        return f"sqlite+aiosqlite:///{self.data_dir.resolve() / f'dc-{self.dc.id}.sqlite3'}"
 
 
 class ConfigError(ValueError):
@@ -98,6 +135,7 @@ def load_settings(path: Path | None, **overrides: object) -> ServerSettings:
 
 __all__ = [
     "ConfigError",
+    "IdentitySettings",
     "LimitSettings",
     "ServerSettings",
     "StorageSettings",

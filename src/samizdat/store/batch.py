@@ -122,10 +122,10 @@ def load_chat_keys_sync(conn: Connection, keyring: Keyring, chat_ids: Iterable[i
     missing = [c for c in set(chat_ids) if not keyring.has_chat_key(c)]
     if missing:
         result = conn.execute(
-            select(chats.c.id, chats.c.wrapped_key).where(chats.c.id.in_(missing))
+            select(chats.c.id, chats.c.wrapped_key, chats.c.key_id).where(chats.c.id.in_(missing))
         )
-        for chat_id, wrapped in result:
-            keyring.load_chat_key(chat_id, bytes(wrapped))
+        for chat_id, wrapped, key_id in result:
+            keyring.load_chat_key(chat_id, bytes(wrapped), key_id)
 
 
 def build_messages_sync(

@@ -35,8 +35,10 @@ from samizdat.store.batch import (
     fan_out,
 )
 from samizdat.store.database import Database, StoreConflict
+from samizdat.store.dc_keys import DcKeyTable
 from samizdat.store.engine import Engines
 from samizdat.store.group_commit import GroupCommit
+from samizdat.store.identity import DAY, Custody, IdentityRecords
 from samizdat.store.keys import KeyStore
 from samizdat.store.secret_inbox import SecretInbox
 from samizdat.store.tables import (
@@ -67,13 +69,19 @@ class SqlStore:
         self,
         engines: Engines,
         keyring: Keyring,
+        custody: Custody,
         *,
         max_batch: int = 1024,
         secret_retention: float = 7 * 24 * 3600.0,
+        ip_retention: float = 365 * DAY,
     ) -> None:
         self.engines = engines
         self.keyring = keyring
         self.db = Database(engines)
+        self.identity = IdentityRecords(
+            self.db, keyring, custody, ip_retention_seconds=ip_retention
+        )
+        self.dc_keys = DcKeyTable(self.db)
         self.commits = GroupCommit(self.db, keyring, max_batch=max_batch)
         self.keys = KeyStore(self.db)
         self.secrets = SecretInbox(self.db)
@@ -95,10 +103,13 @@ class SqlStore:
             await asyncio.sleep(interval)
             try:
                 await self.flush_seen()
+                await self.identity.flush()
                 await self.db.checkpoint()
                 self._ticks += 1
                 if self._ticks % 60 == 0:
                     await self.secrets.expire(time.time() - self.secret_retention)
+                if self._ticks % 3600 == 1:
+                    await self.identity.expire()
             except (SQLAlchemyError, Unavailable) as exc:
                 log.warning("housekeeping failed", extra={"error": type(exc).__name__})
 
@@ -110,6 +121,7 @@ class SqlStore:
                 await self._housekeeping_task
         with contextlib.suppress(Unavailable):
             await self.flush_seen()
+            await self.identity.flush()
         await self.db.close()
 
     async def ping(self) -> None:
@@ -200,13 +212,15 @@ class SqlStore:
         return rows.account(row._mapping) if row else None
 
     async def user_phone(self, user_id: UserId) -> str | None:
+        """The number its owner lets others see, or None (the default: nobody sees it, and
+        the only other copy is sealed to the custodians)."""
         async with self._read() as conn:
             sealed = (
-                await conn.execute(select(users.c.phone_sealed).where(users.c.id == user_id))
+                await conn.execute(select(users.c.phone_shown).where(users.c.id == user_id))
             ).scalar()
         return self.keyring.open_phone(user_id, sealed) if sealed is not None else None
 
-    async def own_profile(self, user_id: UserId) -> tuple[Account, str, int] | None:
+    async def own_profile(self, user_id: UserId) -> tuple[Account, str | None, int] | None:
         """A user's account, phone number and newest update number, in one query (what a
         device needs when it connects)."""
         async with self._read() as conn:
@@ -219,7 +233,8 @@ class SqlStore:
             ).first()
         if row is None:
             return None
-        phone = self.keyring.open_phone(user_id, row.phone_sealed)
+        shown = row.phone_shown
+        phone = self.keyring.open_phone(user_id, shown) if shown is not None else None
         return rows.account(row._mapping), phone, int(row.seq)
 
     async def create_user(self, conn: AsyncConnection, account: Account, e164: str) -> None:
@@ -230,7 +245,8 @@ class SqlStore:
                 username=None,
                 username_key=None,
                 phone_lookup=self.keyring.phone_lookup(e164),
-                phone_sealed=self.keyring.seal_phone(account.id, e164),
+                phone_envelope=self.identity.seal_phone(account.id, e164),
+                phone_shown=None,
                 phone_visibility=account.phone_visibility.value,
                 created_at=account.created_at,
             )
@@ -248,14 +264,30 @@ class SqlStore:
         except StoreConflict as exc:
             raise Conflict("that username is taken", code=ErrorCode.USERNAME_TAKEN) from exc
 
+    async def phone_lookup_of(self, user_id: UserId) -> bytes | None:
+        async with self._read() as conn:
+            found = await conn.execute(select(users.c.phone_lookup).where(users.c.id == user_id))
+            value = found.scalar()
+        return bytes(value) if value is not None else None
+
     async def update_profile(
-        self, user_id: UserId, display_name: str | None, visibility: PhoneVisibility | None
+        self,
+        user_id: UserId,
+        display_name: str | None,
+        visibility: PhoneVisibility | None,
+        shown_phone: str | None = None,
     ) -> None:
+        """``shown_phone`` (already checked against the user's lookup) is kept, sealed under
+        the DC key, while ``visibility`` lets others see it; NOBODY erases that copy."""
         values: dict[str, Any] = {}
         if display_name is not None:
             values["display_name"] = display_name
         if visibility is not None:
             values["phone_visibility"] = visibility.value
+            if visibility is PhoneVisibility.NOBODY:
+                values["phone_shown"] = None
+            elif shown_phone is not None:
+                values["phone_shown"] = self.keyring.seal_phone(user_id, shown_phone)
         if values:
             async with self.write() as conn:
                 await conn.execute(update(users).where(users.c.id == user_id).values(**values))
@@ -370,7 +402,7 @@ class SqlStore:
                 select(members.c.user_id, members.c.is_admin).where(members.c.chat_id == chat_id)
             )
             member_rows = result.all()
-        self.keyring.load_chat_key(chat_id, row.wrapped_key)
+        self.keyring.load_chat_key(chat_id, row.wrapped_key, row.key_id)
         admins = frozenset(UserId(r.user_id) for r in member_rows if r.is_admin)
         chat = rows.chat(row._mapping, admins)
         return Membership(chat, frozenset(UserId(r.user_id) for r in member_rows))

@@ -1,7 +1,8 @@
 """The schema, declared once for SQLite and PostgreSQL (Alembic migrations are made from it).
 
-Nothing here holds message text or a phone number in plaintext: ``text_sealed`` and
-``phone_sealed`` are AES-GCM ciphertexts, ``phone_lookup`` a keyed hash.
+Nothing here holds message text, a phone number or an IP address in plaintext: ``text_sealed``
+and ``phone_shown`` are AES-GCM ciphertexts under DC-key-wrapped keys, ``phone_envelope`` and
+``ip_log.envelope`` threshold envelopes to the custodians, ``phone_lookup`` a keyed hash.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ users = Table(
     Column("username", String(32)),
     Column("username_key", String(32), unique=True),
     Column("phone_lookup", LargeBinary(32), nullable=False, unique=True),
-    Column("phone_sealed", LargeBinary, nullable=False),
+    # threshold envelope to the DC's custodians: not even the running server can open it
+    Column("phone_envelope", LargeBinary),
+    # the number sealed under the DC key, only while its owner lets others see it
+    Column("phone_shown", LargeBinary),
     Column("phone_visibility", String(16), nullable=False),
     Column("created_at", Float, nullable=False),
 )
@@ -193,13 +197,37 @@ secret_inbox = Table(
     Index("ix_secret_inbox_created", "created_at"),
 )
 
+dc_keys = Table(
+    "dc_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    # the DC key (wrap key + index key) in a threshold envelope to the DC's custodians
+    Column("envelope", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("retired_at", Float),
+)
+
+ip_log = Table(
+    "ip_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("user_id", BigInteger, nullable=False),
+    Column("at", Float, nullable=False),
+    # {"ip", "at", "device"} in a threshold envelope to the DC's custodians
+    Column("envelope", LargeBinary, nullable=False),
+    Index("ix_ip_log_user", "user_id", "at"),
+    Index("ix_ip_log_at", "at"),
+)
+
 __all__ = [
     "chats",
     "contacts",
+    "dc_keys",
     "device_keys",
     "devices",
     "fallback_keys",
     "hidden_messages",
+    "ip_log",
     "login_codes",
     "members",
     "messages",

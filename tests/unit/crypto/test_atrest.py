@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from samizdat.crypto import DcKey, FileKeySource, Keyring, SealError
+from samizdat.crypto import DcKey, DcSealed, Keyring, SealError
+
+
+def dc_key(byte: int = 1, key_id: str = "k1", index: int = 9) -> DcKey:
+    return DcKey(bytes([byte]) * 32, bytes([index]) * 32, key_id)
 
 
 def keyring(byte: int = 1) -> Keyring:
-    return Keyring(DcKey(bytes([byte]) * 32, key_id="test"))
+    ring = Keyring("test")
+    ring.install([dc_key(byte)], "k1")
+    return ring
 
 
 def test_message_text_round_trips_and_is_not_in_the_ciphertext() -> None:
@@ -47,18 +53,20 @@ def test_chat_keys_unwrap_only_with_the_same_dc_key_and_chat() -> None:
     wrapped = first.new_chat_key(10)
     sealed = first.seal_text(10, 1, "hello")
     later = keyring(1)  # a restarted node: same DC key, empty cache
-    later.load_chat_key(10, wrapped)
+    later.load_chat_key(10, wrapped, "k1")
     assert later.open_text(10, 1, sealed) == "hello"
     with pytest.raises(SealError):
-        keyring(2).load_chat_key(10, wrapped)
+        keyring(2).load_chat_key(10, wrapped, "k1")
     with pytest.raises(SealError):
-        keyring(1).load_chat_key(11, wrapped)
+        keyring(1).load_chat_key(11, wrapped, "k1")
 
 
-def test_phone_lookup_is_keyed_and_the_sealed_number_is_bound_to_its_user() -> None:
+def test_phone_lookup_is_keyed_by_the_index_key_and_the_shown_number_is_bound_to_its_user() -> None:
     ring = keyring(1)
-    assert ring.phone_lookup("+15550000000") == keyring(1).phone_lookup("+15550000000")
-    assert ring.phone_lookup("+15550000000") != keyring(2).phone_lookup("+15550000000")
+    assert ring.phone_lookup("+15550000000") == keyring(2).phone_lookup("+15550000000")
+    other_index = Keyring("test")
+    other_index.install([dc_key(1, index=8)], "k1")
+    assert ring.phone_lookup("+15550000000") != other_index.phone_lookup("+15550000000")
     sealed = ring.seal_phone(7, "+15550000000")
     assert b"5550000000" not in sealed
     assert ring.open_phone(7, sealed) == "+15550000000"
@@ -72,10 +80,57 @@ def test_login_code_digest_is_bound_to_the_number() -> None:
     assert ring.code_digest("+1555", "12345") == ring.code_digest("+1555", "12345")
 
 
-def test_key_file_is_created_private_and_reused(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    path = tmp_path / "dc.key"
-    first = FileKeySource(path).load()
-    assert oct(path.stat().st_mode & 0o777) == "0o600"
-    assert FileKeySource(path).load().material() == first.material()
-    assert "material" not in repr(first)
-    assert first.material().hex() not in repr(first)
+def test_a_sealed_keyring_refuses_everything_with_a_typed_unavailable_error() -> None:
+    ring = Keyring("eu")
+    assert not ring.unsealed
+    for attempt in (
+        lambda: ring.new_chat_key(1),
+        lambda: ring.phone_lookup("+15550000000"),
+        lambda: ring.code_digest("+1555", "12345"),
+        ring.require_unsealed,
+    ):
+        with pytest.raises(DcSealed, match="temporarily unavailable"):
+            attempt()
+    ring.install([dc_key()], "k1")
+    wrapped = ring.new_chat_key(1)
+    ring.seal()
+    with pytest.raises(DcSealed):
+        ring.load_chat_key(1, wrapped, "k1")
+    with pytest.raises(SealError):
+        ring.seal_text(1, 1, "no key in memory after sealing")
+
+
+def test_rotation_rewraps_chat_keys_and_keeps_lookups() -> None:
+    old = dc_key(1, "k1")
+    new = DcKey.generate("k2", keep_index_of=old)
+    ring = Keyring("eu")
+    ring.install([old], "k1")
+    wrapped = ring.new_chat_key(5)
+    sealed = ring.seal_text(5, 1, "survives rotation")
+    lookup = ring.phone_lookup("+15550000000")
+
+    ring.install([old, new], "k2")
+    rewrapped = ring.rewrap_chat_key(5, wrapped, "k1")
+    assert ring.key_id == "k2"
+    after = Keyring("eu")
+    after.install([new], "k2")
+    after.load_chat_key(5, rewrapped, "k2")
+    assert after.open_text(5, 1, sealed) == "survives rotation"
+    assert after.phone_lookup("+15550000000") == lookup
+    with pytest.raises(DcSealed, match="re-keyed"):
+        after.load_chat_key(6, wrapped, "k1")
+
+
+def test_keys_of_one_dc_must_share_their_index_key() -> None:
+    ring = Keyring("eu")
+    with pytest.raises(SealError):
+        ring.install([dc_key(1, "k1", index=1), dc_key(2, "k2", index=2)], "k2")
+    with pytest.raises(ValueError, match="active key"):
+        ring.install([dc_key(1, "k1")], "k9")
+
+
+def test_dc_key_repr_shows_no_key_bytes() -> None:
+    key = DcKey.generate("k1")
+    assert key.wrap_material().hex() not in repr(key)
+    assert key.index_material().hex() not in repr(key)
+    assert DcKey.from_payload(key.payload(), "k1").same_index(key)

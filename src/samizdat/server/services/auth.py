@@ -103,6 +103,7 @@ class AuthService:
             if existing is None:
                 await store.create_user(conn, account, phone.e164)
             await store.create_device(conn, dev, token_digest(token))
+        self._log_ip(account.id, dev.id, anon.ip)
         return {
             "token": token,
             "device_id": dev.id,
@@ -121,6 +122,7 @@ class AuthService:
         cached = self._callers.get(digest)
         now = time.monotonic()
         if cached is not None and now - cached[1] < TOKEN_CACHE_SECONDS:
+            self._log_ip(cached[0].user_id, cached[0].device_id, ip)
             return Caller(cached[0].user_id, cached[0].device_id, ip)
         revocations = self._revocations
         dev = await self.deps.store.device_by_token(digest)
@@ -139,7 +141,16 @@ class AuthService:
                 self._digest_of.clear()
             self._callers[digest] = (caller, now)
             self._digest_of[dev.id] = digest
+        self._log_ip(dev.user_id, dev.id, ip)
         return caller
+
+    def _log_ip(self, user_id: UserId, device_id: DeviceId, ip: str) -> None:
+        """Every address a device uses goes into the sealed IP log (once a day each).
+
+        Skipped while the DC is sealed: nothing can be done then, so nothing is logged."""
+        store = self.deps.store
+        if store.keyring.unsealed:
+            store.identity.note_ip(user_id, device_id, ip, self.deps.clock.now())
 
     @property
     def revocations(self) -> int:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
+
 from samizdat.core.ids import UserId
 from samizdat.core.model import Account
 from samizdat.core.phone import parse_phone
 from samizdat.core.ratelimit import KeyedLimiter
 from samizdat.core.rules import normalize_username, phone_visible_to
-from samizdat.protocol.errors import ErrorCode, NotFound, SamizdatError
+from samizdat.protocol.errors import ErrorCode, NotFound, ProtocolError, SamizdatError
 from samizdat.protocol.methods import (
     Empty,
     ResolveParams,
@@ -15,6 +17,7 @@ from samizdat.protocol.methods import (
     UpdateProfileParams,
     UserIdParams,
 )
+from samizdat.protocol.models import PhoneVisibility
 from samizdat.server import wire
 from samizdat.server.deps import Caller, Deps
 
@@ -78,7 +81,24 @@ class UserService:
         return await self.view(found, caller.user_id)
 
     async def update_profile(self, caller: Caller, p: UpdateProfileParams) -> wire.Json:
-        await self.deps.store.update_profile(caller.user_id, p.display_name, p.phone_visibility)
+        """Showing the number needs the client to send it: the server keeps only a copy
+        sealed to the custodians, which it cannot read, plus this one while it is shown."""
+        store = self.deps.store
+        shown: str | None = None
+        if p.phone_visibility not in (None, PhoneVisibility.NOBODY):
+            if p.phone is None:
+                raise ProtocolError(
+                    "to let others see your number, send it too (phone): the server keeps "
+                    "no copy it can read",
+                    code=ErrorCode.INVALID_PARAMS,
+                )
+            shown = parse_phone(p.phone).e164
+            lookup = await store.phone_lookup_of(caller.user_id)
+            if lookup is None or not hmac.compare_digest(lookup, store.keyring.phone_lookup(shown)):
+                raise ProtocolError(
+                    "that is not the number of this account", code=ErrorCode.PHONE_INVALID
+                )
+        await store.update_profile(caller.user_id, p.display_name, p.phone_visibility, shown)
         return await self.me(caller, Empty())
 
     async def set_username(self, caller: Caller, p: SetUsernameParams) -> wire.Json:

@@ -1,0 +1,247 @@
+"""Keys of the custody protocol: custodians, DC nodes, and the one-time keys shares travel to.
+
+- A **custodian** holds an X25519 key (shares are sealed to it) and an Ed25519 key (it signs
+  every answer, so a node can tell a real grant from a forged one). Its public identity is one
+  string, ``szc1:`` + base64url(X25519 public ‖ Ed25519 public).
+- A **node** (a server serving a DC) holds an Ed25519 key, ``szn1:`` + base64url(public),
+  enrolled with each custodian; it signs every unseal request.
+- A **requester** makes a fresh X25519 key per request; the custodian seals the share to it
+  (HPKE, info bound to the request digest), so a grant is useless to anyone who replays or
+  intercepts it.
+
+Private keys live in files readable only by their owner and never leave this module's objects.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from samizdat.crypto.threshold import (
+    SUITE,
+    Envelope,
+    EnvelopeError,
+    Recipient,
+    Share,
+    open_share,
+    share_from_bytes,
+    share_to_bytes,
+)
+
+CUSTODIAN_PREFIX = "szc1:"
+NODE_PREFIX = "szn1:"
+_GRANT_INFO = b"samizdat/v1/grant\x00"
+_RAW = (serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+_RAW_PRIVATE = (
+    serialization.Encoding.Raw,
+    serialization.PrivateFormat.Raw,
+    serialization.NoEncryption(),
+)
+
+
+class KeyFormatError(ValueError):
+    """A public key string or key file is malformed; the message says which."""
+
+
+def b64(data: bytes) -> str:
+    """base64url without padding (keys, envelopes and signatures on the wire)."""
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def unb64(text: str) -> bytes:
+    """Inverse of b64; raises KeyFormatError (a ValueError) on bad input."""
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise KeyFormatError("not base64url") from exc
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _read_private(path: Path, size: int) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KeyFormatError(f"cannot read key file {path}: {exc.strerror}") from exc
+    if len(data) != size:
+        raise KeyFormatError(f"key file {path} is not a {size}-byte key")
+    return data
+
+
+def verify_signature(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+# custodians -------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class CustodianPublic:
+    """What a server (and everyone else) knows about a custodian."""
+
+    encryption_key: bytes  # X25519, 32 bytes
+    signing_key: bytes  # Ed25519, 32 bytes
+
+    def encode(self) -> str:
+        return CUSTODIAN_PREFIX + b64(self.encryption_key + self.signing_key)
+
+    @classmethod
+    def decode(cls, text: str) -> CustodianPublic:
+        if not text.startswith(CUSTODIAN_PREFIX):
+            raise KeyFormatError(f"a custodian public key starts with {CUSTODIAN_PREFIX}")
+        raw = unb64(text[len(CUSTODIAN_PREFIX) :])
+        if len(raw) != 64:
+            raise KeyFormatError("a custodian public key holds 64 bytes")
+        return cls(raw[:32], raw[32:])
+
+    def recipient(self, custodian_id: str) -> Recipient:
+        return Recipient(custodian_id, self.encryption_key)
+
+    def verify(self, signature: bytes, message: bytes) -> bool:
+        return verify_signature(self.signing_key, signature, message)
+
+
+class CustodianKeys:
+    """A custodian's two private keys (one file of 64 bytes)."""
+
+    FILE_BYTES = 64
+
+    def __init__(self, encryption: X25519PrivateKey, signing: Ed25519PrivateKey) -> None:
+        self._encryption = encryption
+        self._signing = signing
+        self.public = CustodianPublic(
+            encryption.public_key().public_bytes(*_RAW), signing.public_key().public_bytes(*_RAW)
+        )
+
+    @classmethod
+    def generate(cls) -> CustodianKeys:
+        return cls(X25519PrivateKey.generate(), Ed25519PrivateKey.generate())
+
+    @classmethod
+    def load(cls, path: Path) -> CustodianKeys:
+        raw = _read_private(path, cls.FILE_BYTES)
+        return cls(
+            X25519PrivateKey.from_private_bytes(raw[:32]),
+            Ed25519PrivateKey.from_private_bytes(raw[32:]),
+        )
+
+    def save(self, path: Path) -> None:
+        _write_private(
+            path,
+            self._encryption.private_bytes(*_RAW_PRIVATE)
+            + self._signing.private_bytes(*_RAW_PRIVATE),
+        )
+
+    def open_share(self, envelope: Envelope, custodian_id: str) -> Share:
+        return open_share(envelope, custodian_id, self._encryption)
+
+    def sign(self, message: bytes) -> bytes:
+        return self._signing.sign(message)
+
+    def __repr__(self) -> str:
+        return f"CustodianKeys(public={self.public.encode()!r})"
+
+
+def grant_share(share: Share, requester_key: bytes, request_digest: bytes) -> bytes:
+    """Seal ``share`` to a requester's one-time X25519 key, bound to its request."""
+    try:
+        public = X25519PublicKey.from_public_bytes(requester_key)
+    except ValueError as exc:
+        raise EnvelopeError("the requester key is not an X25519 public key") from exc
+    plain = share_to_bytes(share)
+    try:
+        return SUITE.encrypt(plain, public, _GRANT_INFO + request_digest)
+    except ValueError as exc:  # a low-order point: the X25519 shared secret is all zeros
+        raise EnvelopeError("the requester key is not a usable X25519 public key") from exc
+
+
+# nodes ------------------------------------------------------------------------------------
+def encode_node_key(public: bytes) -> str:
+    return NODE_PREFIX + b64(public)
+
+
+def decode_node_key(text: str) -> bytes:
+    if not text.startswith(NODE_PREFIX):
+        raise KeyFormatError(f"a node public key starts with {NODE_PREFIX}")
+    raw = unb64(text[len(NODE_PREFIX) :])
+    if len(raw) != 32:
+        raise KeyFormatError("a node public key holds 32 bytes")
+    return raw
+
+
+class NodeKey:
+    """A DC node's Ed25519 identity, enrolled with the custodians; created on first use."""
+
+    def __init__(self, key: Ed25519PrivateKey) -> None:
+        self._key = key
+        self.public = key.public_key().public_bytes(*_RAW)
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> NodeKey:
+        if not path.exists():
+            key = Ed25519PrivateKey.generate()
+            _write_private(path, key.private_bytes(*_RAW_PRIVATE))
+            return cls(key)
+        return cls(Ed25519PrivateKey.from_private_bytes(_read_private(path, 32)))
+
+    def encoded(self) -> str:
+        return encode_node_key(self.public)
+
+    def sign(self, message: bytes) -> bytes:
+        return self._key.sign(message)
+
+    def __repr__(self) -> str:
+        return f"NodeKey({self.encoded()!r})"
+
+
+class RequesterKey:
+    """A one-time X25519 key for one request; dropped when the request is done."""
+
+    def __init__(self) -> None:
+        self._key = X25519PrivateKey.generate()
+        self.public = self._key.public_key().public_bytes(*_RAW)
+
+    def open_grant(self, grant: bytes, request_digest: bytes, *, expected_index: int) -> Share:
+        try:
+            plain = SUITE.decrypt(grant, self._key, _GRANT_INFO + request_digest)
+        except (InvalidTag, ValueError) as exc:
+            raise EnvelopeError("a custodian's grant does not open") from exc
+        return share_from_bytes(plain, expected_index=expected_index)
+
+
+def digest(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+__all__ = [
+    "CustodianKeys",
+    "CustodianPublic",
+    "KeyFormatError",
+    "NodeKey",
+    "RequesterKey",
+    "b64",
+    "decode_node_key",
+    "digest",
+    "encode_node_key",
+    "grant_share",
+    "unb64",
+    "verify_signature",
+]

@@ -1,0 +1,178 @@
+"""The asking side: gather k custodians' grants and open an envelope in memory.
+
+A node asks every custodian the envelope names at once, each with its own one-time key,
+nonce and signature. An answer counts only if it is signed by that custodian's configured
+key, carries the index the envelope gives that custodian, and opens under the one-time key;
+anything else is recorded as that custodian's failure. With k good shares the envelope opens;
+if a combination fails (a custodian lying with its own valid key), the others are tried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from samizdat.crypto.custody_keys import CustodianPublic, NodeKey, RequesterKey
+from samizdat.crypto.threshold import Envelope, EnvelopeError, Share, open_envelope
+from samizdat.custody.client import CustodianClient, CustodianUnreachable
+from samizdat.custody.policy import Refusal
+from samizdat.custody.protocol import (
+    Answer,
+    CourtOrder,
+    DiscloseRequest,
+    SignedUnseal,
+    UnsealRequest,
+    answer_message,
+    b64,
+    canonical,
+    request_digest,
+    unb64,
+)
+from samizdat.protocol.errors import Unavailable
+
+
+@dataclass(frozen=True, slots=True)
+class CustodianRef:
+    """A custodian as a node's configuration names it."""
+
+    custodian_id: str
+    public: CustodianPublic
+    client: CustodianClient
+
+
+@dataclass(frozen=True, slots=True)
+class CustodianOutcome:
+    custodian_id: str
+    ok: bool
+    detail: str
+
+
+class NotEnoughShares(Unavailable):
+    """Fewer than k custodians gave a good share; ``outcomes`` says what each did."""
+
+    def __init__(self, message: str, outcomes: Sequence[CustodianOutcome]) -> None:
+        super().__init__(message)
+        self.outcomes = tuple(outcomes)
+
+
+def _nonce() -> str:
+    return b64(secrets.token_bytes(16))
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _checked_share(
+    ref: CustodianRef,
+    request: UnsealRequest | DiscloseRequest,
+    answer: Answer,
+    requester: RequesterKey,
+    index: int,
+) -> Share:
+    if answer.custodian != ref.custodian_id or answer.index != index:
+        raise EnvelopeError("the answer names another custodian or share")
+    grant = unb64(answer.grant)
+    if not ref.public.verify(unb64(answer.signature), answer_message(request, grant)):
+        raise EnvelopeError("the answer is not signed by this custodian's key")
+    return requester.open_grant(grant, request_digest(request), expected_index=index)
+
+
+Ask = Callable[[CustodianRef, int], Awaitable[Share]]
+
+
+async def _collect(
+    envelope: Envelope, custodians: Sequence[CustodianRef], ask: Ask
+) -> tuple[bytes, list[CustodianOutcome]]:
+    by_id = {ref.custodian_id: ref for ref in custodians}
+    asked = [
+        (by_id[cid], index)
+        for index, cid in enumerate(envelope.custodians, start=1)
+        if cid in by_id
+    ]
+    results = await asyncio.gather(
+        *(ask(ref, index) for ref, index in asked), return_exceptions=True
+    )
+    outcomes: list[CustodianOutcome] = []
+    shares: list[Share] = []
+    for (ref, _), result in zip(asked, results, strict=True):
+        match result:
+            case Share():
+                shares.append(result)
+                outcomes.append(CustodianOutcome(ref.custodian_id, True, "granted"))
+            case Refusal():
+                outcomes.append(
+                    CustodianOutcome(ref.custodian_id, False, f"refused: {result.message}")
+                )
+            case CustodianUnreachable() | EnvelopeError() | ValueError():
+                outcomes.append(CustodianOutcome(ref.custodian_id, False, str(result)))
+            case BaseException():
+                raise result
+    for chosen in itertools.combinations(shares, envelope.threshold):
+        try:
+            return open_envelope(envelope, chosen), outcomes
+        except EnvelopeError:
+            continue
+    good = sum(o.ok for o in outcomes)
+    raise NotEnoughShares(
+        f"{good} of the {envelope.threshold} custodians needed for {envelope.owner} answered",
+        outcomes,
+    )
+
+
+async def unseal_dc_key(
+    envelope: Envelope, *, dc: str, node_key: NodeKey, custodians: Sequence[CustodianRef]
+) -> tuple[bytes, list[CustodianOutcome]]:
+    """Ask the envelope's custodians for their shares of a DC key; return the payload."""
+    encoded = b64(envelope.to_bytes())
+
+    async def ask(ref: CustodianRef, index: int) -> Share:
+        requester = RequesterKey()
+        request = UnsealRequest(
+            custodian=ref.custodian_id,
+            dc=dc,
+            node_key=node_key.encoded(),
+            envelope=encoded,
+            requester_key=b64(requester.public),
+            nonce=_nonce(),
+            issued_at_ms=_now_ms(),
+        )
+        signed = SignedUnseal(request=request, signature=b64(node_key.sign(canonical(request))))
+        return _checked_share(ref, request, await ref.client.unseal(signed), requester, index)
+
+    return await _collect(envelope, custodians, ask)
+
+
+async def disclose_record(
+    envelope: Envelope, *, orders: dict[str, CourtOrder], custodians: Sequence[CustodianRef]
+) -> tuple[bytes, list[CustodianOutcome]]:
+    """Present to each custodian the court order of its own jurisdiction (``orders`` by
+    custodian id); the record opens only if k of them each accept theirs."""
+    encoded = b64(envelope.to_bytes())
+
+    async def ask(ref: CustodianRef, index: int) -> Share:
+        requester = RequesterKey()
+        request = DiscloseRequest(
+            custodian=ref.custodian_id,
+            envelope=encoded,
+            requester_key=b64(requester.public),
+            nonce=_nonce(),
+            issued_at_ms=_now_ms(),
+            order=orders.get(ref.custodian_id),
+        )
+        return _checked_share(ref, request, await ref.client.disclose(request), requester, index)
+
+    return await _collect(envelope, custodians, ask)
+
+
+__all__ = [
+    "CustodianOutcome",
+    "CustodianRef",
+    "NotEnoughShares",
+    "disclose_record",
+    "unseal_dc_key",
+]

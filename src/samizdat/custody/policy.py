@@ -1,0 +1,193 @@
+"""A custodian's policy: pure checks that say yes, or refuse with a reason. No I/O here.
+
+A custodian opens its share of an envelope for exactly two purposes:
+
+- ``dc-key`` envelopes (owner ``dc:<id>``) to a node enrolled for that DC, on a request the
+  node signed, fresh (within two minutes of the custodian's clock) and never seen before;
+- ``identity`` envelopes (owner ``dc:<id>/user:<n>/<field>``) against a court order signed
+  by a court the custodian recognises **in its own jurisdiction**, unexpired, of the terrorism
+  category, naming that user and that field.
+
+Everything else is refused with a code and a sentence, and the caller logs the refusal.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from samizdat.crypto.custody_keys import KeyFormatError, decode_node_key, verify_signature
+from samizdat.crypto.threshold import Envelope
+from samizdat.custody.protocol import (
+    FRESHNESS_SECONDS,
+    DiscloseRequest,
+    UnsealRequest,
+    canonical,
+    unb64,
+)
+
+DC_KEY_PURPOSE = "dc-key"
+IDENTITY_PURPOSE = "identity"
+DISCLOSABLE_FIELDS = frozenset({"phone", "ip"})
+PERMITTED_CATEGORY = "terrorism"
+_IDENTITY_OWNER = re.compile(r"^dc:([a-z0-9-]+)/user:([0-9]+)/([a-z]+)$")
+
+
+class RefusalCode(StrEnum):
+    MALFORMED = "MALFORMED"
+    WRONG_CUSTODIAN = "WRONG_CUSTODIAN"
+    NODE_NOT_ENROLLED = "NODE_NOT_ENROLLED"
+    BAD_SIGNATURE = "BAD_SIGNATURE"
+    STALE = "STALE"
+    REPLAYED = "REPLAYED"
+    WRONG_PURPOSE = "WRONG_PURPOSE"
+    NO_SHARE = "NO_SHARE"
+    NO_ORDER = "NO_ORDER"
+    WRONG_JURISDICTION = "WRONG_JURISDICTION"
+    UNKNOWN_COURT = "UNKNOWN_COURT"
+    ORDER_EXPIRED = "ORDER_EXPIRED"
+    CATEGORY_NOT_PERMITTED = "CATEGORY_NOT_PERMITTED"
+    SUBJECT_MISMATCH = "SUBJECT_MISMATCH"
+    FIELD_NOT_PERMITTED = "FIELD_NOT_PERMITTED"
+
+
+class Refusal(Exception):
+    """The custodian says no; ``code`` is stable, ``message`` says why in a sentence."""
+
+    def __init__(self, code: RefusalCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolledNode:
+    node_key: str
+    dc: str
+    enrolled_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Court:
+    name: str
+    public_key: bytes
+
+
+def dc_key_owner(dc: str) -> str:
+    return f"dc:{dc}"
+
+
+def identity_owner(dc: str, user_id: int, field: str) -> str:
+    if field not in DISCLOSABLE_FIELDS:
+        raise ValueError(f"{field!r} is not an identity field")
+    return f"dc:{dc}/user:{user_id}/{field}"
+
+
+def _fresh(issued_at_ms: int, nonce: str, now_ms: int, seen_nonces: Collection[str]) -> None:
+    if abs(now_ms - issued_at_ms) > FRESHNESS_SECONDS * 1000:
+        raise Refusal(RefusalCode.STALE, "the request is not fresh; check the node's clock")
+    if nonce in seen_nonces:
+        raise Refusal(RefusalCode.REPLAYED, "this request was already answered once")
+
+
+def check_unseal(
+    request: UnsealRequest,
+    signature: str,
+    envelope: Envelope,
+    *,
+    custodian_id: str,
+    nodes: Mapping[str, EnrolledNode],
+    seen_nonces: Collection[str],
+    now_ms: int,
+) -> EnrolledNode:
+    """Return the enrolled node if this unseal request may be granted, else raise Refusal."""
+    if request.custodian != custodian_id:
+        raise Refusal(RefusalCode.WRONG_CUSTODIAN, "the request is addressed to another custodian")
+    node = nodes.get(request.node_key)
+    if node is None:
+        raise Refusal(RefusalCode.NODE_NOT_ENROLLED, "this node is not enrolled here")
+    try:
+        public = decode_node_key(request.node_key)
+        signed = verify_signature(public, unb64(signature), canonical(request))
+    except (KeyFormatError, ValueError):
+        signed = False
+    if not signed:
+        raise Refusal(RefusalCode.BAD_SIGNATURE, "the request's signature does not verify")
+    _fresh(request.issued_at_ms, request.nonce, now_ms, seen_nonces)
+    if request.dc != node.dc:
+        raise Refusal(RefusalCode.WRONG_PURPOSE, f"this node is enrolled for DC {node.dc} only")
+    if envelope.purpose != DC_KEY_PURPOSE or envelope.owner != dc_key_owner(node.dc):
+        raise Refusal(RefusalCode.WRONG_PURPOSE, "a node may only unseal its own DC's key")
+    return node
+
+
+def check_disclose(
+    request: DiscloseRequest,
+    envelope: Envelope,
+    *,
+    custodian_id: str,
+    jurisdiction: str,
+    courts: Mapping[str, Court],
+    seen_nonces: Collection[str],
+    now_ms: int,
+) -> str:
+    """Return the subject ("user:<n>") if this disclosure may be granted, else raise Refusal."""
+    if request.custodian != custodian_id:
+        raise Refusal(RefusalCode.WRONG_CUSTODIAN, "the request is addressed to another custodian")
+    _fresh(request.issued_at_ms, request.nonce, now_ms, seen_nonces)
+    if envelope.purpose != IDENTITY_PURPOSE:
+        raise Refusal(
+            RefusalCode.WRONG_PURPOSE, "only identity records can be disclosed; never keys"
+        )
+    owner = _IDENTITY_OWNER.match(envelope.owner)
+    if owner is None or owner.group(3) not in DISCLOSABLE_FIELDS:
+        raise Refusal(RefusalCode.WRONG_PURPOSE, "this envelope is not a disclosable record")
+    signed = request.order
+    if signed is None:
+        raise Refusal(RefusalCode.NO_ORDER, "a disclosure needs a court order")
+    order = signed.order
+    if order.jurisdiction != jurisdiction:
+        raise Refusal(
+            RefusalCode.WRONG_JURISDICTION,
+            f"this custodian answers only orders of courts in {jurisdiction}",
+        )
+    court = courts.get(order.court)
+    if court is None:
+        raise Refusal(RefusalCode.UNKNOWN_COURT, "the ordering court is not recognised here")
+    try:
+        valid = verify_signature(court.public_key, unb64(signed.signature), canonical(order))
+    except ValueError:
+        valid = False
+    if not valid:
+        raise Refusal(RefusalCode.BAD_SIGNATURE, "the order's signature is not the court's")
+    if not order.issued_at_ms <= now_ms < order.expires_at_ms:
+        raise Refusal(RefusalCode.ORDER_EXPIRED, "the order is expired or not yet valid")
+    if order.category != PERMITTED_CATEGORY:
+        raise Refusal(
+            RefusalCode.CATEGORY_NOT_PERMITTED,
+            f"only orders of the {PERMITTED_CATEGORY} category permit disclosure",
+        )
+    subject = f"user:{owner.group(2)}"
+    if order.subject != subject:
+        raise Refusal(RefusalCode.SUBJECT_MISMATCH, "the order names another subject")
+    if owner.group(3) not in order.fields:
+        raise Refusal(RefusalCode.FIELD_NOT_PERMITTED, "the order does not name this field")
+    return subject
+
+
+__all__ = [
+    "DC_KEY_PURPOSE",
+    "DISCLOSABLE_FIELDS",
+    "IDENTITY_PURPOSE",
+    "PERMITTED_CATEGORY",
+    "Court",
+    "EnrolledNode",
+    "Refusal",
+    "RefusalCode",
+    "check_disclose",
+    "check_unseal",
+    "dc_key_owner",
+    "identity_owner",
+]

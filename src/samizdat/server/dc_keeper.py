@@ -1,0 +1,260 @@
+"""Keeps the served DC's key in this node's memory: unseal at start, retry, follow rotations.
+
+- **Start.** The node reads the DC's key envelopes from its database and asks the custodians
+  for their shares (``custody/node.py``). With k good shares the keyring is installed and the
+  DC serves; with fewer it stays sealed (every request: UNAVAILABLE, "temporarily
+  unavailable") and the keeper tries again with backoff, so the DC unseals by itself when
+  custodians come back.
+- **First start** of a DC (no envelope yet): a fresh DC key is made in memory and sealed to
+  the custodians; only the envelope is stored. A pre-custody ``dc.key`` file is imported
+  once this way and then erased.
+- **Rotation.** ``samizdat dc rotate-key`` adds an envelope; the keeper sees it within
+  ``watch_interval`` and installs it beside the old key, so chats re-wrapped under the new
+  key open at once, and retired keys are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from samizdat.core.dc_state import DcEvent, DcState, next_state
+from samizdat.crypto import DcKey, EnvelopeError
+from samizdat.crypto.custody_keys import NodeKey
+from samizdat.crypto.threshold import Envelope, seal
+from samizdat.custody.client import CustodianUnreachable
+from samizdat.custody.node import CustodianOutcome, CustodianRef, NotEnoughShares, unseal_dc_key
+from samizdat.custody.policy import DC_KEY_PURPOSE, dc_key_owner
+from samizdat.protocol.errors import Unavailable
+from samizdat.server.topology import DcSettings
+from samizdat.store.database import StoreConflict
+from samizdat.store.dc_keys import KeyRow
+from samizdat.store.sql import SqlStore
+
+log = logging.getLogger(__name__)
+LEGACY_KEY_FILE = "dc.key"
+
+
+def seal_dc_key(key: DcKey, dc: DcSettings, custodians: Sequence[CustodianRef]) -> bytes:
+    by_id = {ref.custodian_id: ref for ref in custodians}
+    return seal(
+        key.payload(),
+        purpose=DC_KEY_PURPOSE,
+        owner=dc_key_owner(dc.id),
+        recipients=[by_id[c].public.recipient(c) for c in dc.custodians],
+        threshold=dc.threshold,
+    ).to_bytes()
+
+
+async def open_dc_key(
+    row: KeyRow, dc: DcSettings, node_key: NodeKey, custodians: Sequence[CustodianRef]
+) -> tuple[DcKey, list[CustodianOutcome]]:
+    """Ask the custodians to open one stored DC key envelope."""
+    try:
+        envelope = Envelope.from_bytes(row.envelope)
+    except EnvelopeError as exc:
+        raise Unavailable(f"the stored envelope of DC key {row.key_id} is corrupt") from exc
+    if envelope.purpose != DC_KEY_PURPOSE or envelope.owner != dc_key_owner(dc.id):
+        raise Unavailable(f"stored envelope {row.key_id} is not this DC's key")
+    payload, outcomes = await unseal_dc_key(
+        envelope, dc=dc.id, node_key=node_key, custodians=custodians
+    )
+    return DcKey.from_payload(payload, row.key_id), outcomes
+
+
+def next_key_id(existing: Sequence[str]) -> str:
+    numbers = [int(k[1:]) for k in existing if k.startswith("k") and k[1:].isdigit()]
+    return f"k{max(numbers, default=0) + 1}"
+
+
+class DcKeeper:
+    def __init__(
+        self,
+        dc: DcSettings,
+        store: SqlStore,
+        node_key: NodeKey,
+        custodians: Sequence[CustodianRef],
+        *,
+        data_dir: Path,
+        retry_max: float = 10.0,
+        watch_interval: float = 2.0,
+    ) -> None:
+        self.dc = dc
+        self.store = store
+        self.keyring = store.keyring
+        self.node_key = node_key
+        self.custodians = list(custodians)
+        self.data_dir = data_dir
+        self.retry_max = retry_max
+        self.watch_interval = watch_interval
+        self.state = DcState.SEALED
+        self.outcomes: dict[str, CustodianOutcome] = {}
+        self.last_error = ""
+        self.unseal_seconds: float | None = None
+        self._keys: dict[str, DcKey] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def _move(self, event: DcEvent) -> None:
+        self.state = next_state(self.state, event)
+
+    # lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Try once now (so a healthy DC serves from its first request), then keep going."""
+        await self.unseal_once()
+        self._task = asyncio.create_task(self._run(), name=f"dc-keeper-{self.dc.id}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._move(DcEvent.RESEAL)
+        self.keyring.seal()
+        self._keys.clear()
+        for ref in self.custodians:
+            await ref.client.aclose()
+
+    async def _run(self) -> None:
+        delay = 0.5
+        while True:
+            if self.state is DcState.UNSEALED:
+                await asyncio.sleep(self.watch_interval)
+                await self._follow_rotation()
+                continue
+            await asyncio.sleep(delay)
+            delay = 0.5 if await self.unseal_once() else min(delay * 2, self.retry_max)
+
+    # unsealing ----------------------------------------------------------------------------
+    async def unseal_once(self) -> bool:
+        """One attempt; True when the DC is unsealed afterwards."""
+        self._move(DcEvent.ATTEMPT)
+        started = time.perf_counter()
+        try:
+            rows = await self.store.dc_keys.live()
+            if not rows:
+                await self._first_key()
+                rows = await self.store.dc_keys.live()
+            keys = await self._open_all(rows)
+            self.keyring.install(list(keys.values()), rows[-1].key_id)
+            self._keys = keys
+        except (Unavailable, EnvelopeError, CustodianUnreachable) as exc:
+            self._move(DcEvent.FAILED)
+            if str(exc) != self.last_error:
+                log.warning("DC still sealed", extra={"dc": self.dc.id, "why": str(exc)})
+            self.last_error = str(exc)
+            return False
+        self._move(DcEvent.SUCCEEDED)
+        self.unseal_seconds = time.perf_counter() - started
+        self.last_error = ""
+        log.info(
+            "DC unsealed",
+            extra={"dc": self.dc.id, "keys": sorted(keys), "seconds": self.unseal_seconds},
+        )
+        await self.store.identity.seal_legacy_phones()
+        return True
+
+    async def _open_all(self, rows: Sequence[KeyRow]) -> dict[str, DcKey]:
+        keys: dict[str, DcKey] = {}
+        for row in rows:
+            known = self._keys.get(row.key_id)
+            if known is not None:
+                keys[row.key_id] = known
+                continue
+            try:
+                key, outcomes = await open_dc_key(row, self.dc, self.node_key, self.custodians)
+            except NotEnoughShares as exc:
+                self.outcomes.update({o.custodian_id: o for o in exc.outcomes})
+                raise
+            self.outcomes.update({o.custodian_id: o for o in outcomes})
+            keys[row.key_id] = key
+        return keys
+
+    async def _first_key(self) -> None:
+        """No envelope yet: make the DC's first key (or import a pre-custody key file)."""
+        legacy = self.data_dir / LEGACY_KEY_FILE
+        if legacy.exists():
+            raw = legacy.read_bytes()
+            if len(raw) != 32:
+                raise Unavailable(f"{legacy} is not a 32-byte key; refusing to guess")
+            key = DcKey(raw, raw, "file:1")
+        else:
+            if await self.store.dc_keys.chat_count() > 0:
+                raise Unavailable(
+                    "this database holds chats but no DC key envelope; refusing to make a new "
+                    "key that could not open them (restore the dc_keys table from a backup)"
+                )
+            key = DcKey.generate("k1")
+        envelope = seal_dc_key(key, self.dc, self.custodians)
+        try:
+            await self.store.dc_keys.insert(key.key_id, envelope, time.time())
+        except StoreConflict:
+            return  # another node of this DC made it first; open theirs
+        if legacy.exists():
+            _erase(legacy)
+            log.warning(
+                "imported the old dc.key file into custody and erased it; run "
+                "`samizdat dc rotate-key` so no key that was ever on disk stays in use",
+                extra={"dc": self.dc.id},
+            )
+
+    async def _follow_rotation(self) -> None:
+        try:
+            rows = await self.store.dc_keys.live()
+            live = {r.key_id for r in rows}
+            if not rows or (live == set(self._keys) and rows[-1].key_id == self.keyring.key_id):
+                return
+            keys = await self._open_all(rows)
+        except (Unavailable, EnvelopeError, CustodianUnreachable) as exc:
+            log.warning("could not follow a DC key change", extra={"why": str(exc)})
+            return
+        self.keyring.install(list(keys.values()), rows[-1].key_id)
+        self._keys = keys
+        log.info("DC keys changed", extra={"dc": self.dc.id, "keys": sorted(keys)})
+
+    # status -------------------------------------------------------------------------------
+    async def status(self, *, probe_timeout: float = 2.0) -> dict[str, object]:
+        """The DC's state and, probed now, whether each custodian answers."""
+
+        async def probe(ref: CustodianRef) -> dict[str, object]:
+            try:
+                info = await asyncio.wait_for(ref.client.info(), probe_timeout)
+            except (CustodianUnreachable, TimeoutError) as exc:
+                return {"id": ref.custodian_id, "reachable": False, "detail": str(exc)[:200]}
+            return {
+                "id": ref.custodian_id,
+                "jurisdiction": info.jurisdiction,
+                "reachable": True,
+                "detail": "",
+            }
+
+        probes = await asyncio.gather(*(probe(ref) for ref in self.custodians))
+        return {
+            "id": self.dc.id,
+            "jurisdiction": self.dc.jurisdiction,
+            "state": str(self.state),
+            "threshold": self.dc.threshold,
+            "key_ids": sorted(self._keys),
+            "active_key": self.keyring.key_id if self.keyring.unsealed else None,
+            "node_key": self.node_key.encoded(),
+            "unseal_seconds": self.unseal_seconds,
+            "last_error": self.last_error,
+            "custodians": probes,
+        }
+
+
+def _erase(path: Path) -> None:
+    """Overwrite and remove a key file (best effort on copy-on-write file systems)."""
+    size = path.stat().st_size
+    with path.open("r+b") as handle:
+        handle.write(os.urandom(size))
+        handle.flush()
+        os.fsync(handle.fileno())
+    path.unlink()
+
+
+__all__ = ["DcKeeper", "next_key_id", "open_dc_key", "seal_dc_key"]

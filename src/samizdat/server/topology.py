@@ -1,0 +1,151 @@
+"""Where data lives and who holds its keys: DCs, custodians, and how users are homed.
+
+Validated once at load time. The rules that keep the promise "seizing one DC yields nothing,
+and no single state can compel disclosure" are checked here and refuse to start otherwise:
+
+- a DC's custodians never sit in the DC's own jurisdiction;
+- no k of a DC's custodians share one jurisdiction (a single state could otherwise compel
+  all the shares it needs);
+- 1 <= k <= the number of custodians, and every id a DC or the homing rules name exists.
+
+With no ``[[dcs]]`` configured, the embedded default applies: one DC ``local`` in the
+user-assigned jurisdiction XA and three in-process custodians in XB, XC and XD, threshold 2,
+so losing any one custodian loses nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated, Self
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
+
+#: ISO 3166-1 user-assigned codes, for test and private set-ups.
+USER_ASSIGNED = frozenset(
+    {"AA", "ZZ"}
+    | {f"Q{c}" for c in "MNOPQRSTUVWXYZ"}
+    | {f"X{c}" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+)
+KNOWN_JURISDICTIONS = frozenset(phonenumbers.SUPPORTED_REGIONS) | USER_ASSIGNED
+
+Ident = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
+Jurisdiction = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _known(code: str) -> str:
+    if code not in KNOWN_JURISDICTIONS:
+        raise ValueError(f"{code!r} is not an ISO 3166-1 alpha-2 country code")
+    return code
+
+
+class CustodianSettings(_Section):
+    id: Ident
+    jurisdiction: Jurisdiction
+    url: HttpUrl | None = Field(
+        None, description="the custodian service; unset = in-process (embedded, dev only)"
+    )
+    public_key: str | None = Field(
+        None, description="szc1:... from `samizdat custodian init`; required with url"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        _known(self.jurisdiction)
+        if self.url is not None and not self.public_key:
+            raise ValueError(f"custodian {self.id}: a remote custodian needs its public_key")
+        return self
+
+
+class DcSettings(_Section):
+    id: Ident
+    jurisdiction: Jurisdiction
+    database_url: str | None = Field(
+        None, description="postgresql+asyncpg://... ; a SQLite file under the data dir if unset"
+    )
+    custodians: tuple[Ident, ...] = Field(min_length=1, max_length=16)
+    threshold: int = Field(ge=1, le=16)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        _known(self.jurisdiction)
+        if len(set(self.custodians)) != len(self.custodians):
+            raise ValueError(f"dc {self.id}: a custodian is listed twice")
+        if self.threshold > len(self.custodians):
+            raise ValueError(
+                f"dc {self.id}: threshold {self.threshold} exceeds its "
+                f"{len(self.custodians)} custodians"
+            )
+        return self
+
+
+class HomingSettings(_Section):
+    default_dc: Ident | None = Field(None, description="unset = the first DC")
+    countries: dict[Jurisdiction, Ident] = Field(
+        default_factory=dict, description="phone country (ISO code) -> DC id"
+    )
+
+
+def embedded_custodians() -> tuple[CustodianSettings, ...]:
+    return tuple(
+        CustodianSettings(id=f"custodian-{j.lower()}", jurisdiction=j) for j in ("XB", "XC", "XD")
+    )
+
+
+def embedded_dcs() -> tuple[DcSettings, ...]:
+    return (
+        DcSettings(
+            id="local",
+            jurisdiction="XA",
+            custodians=tuple(c.id for c in embedded_custodians()),
+            threshold=2,
+        ),
+    )
+
+
+def check_topology(
+    dcs: tuple[DcSettings, ...],
+    custodians: tuple[CustodianSettings, ...],
+    homing: HomingSettings,
+    serve_dc: str | None,
+) -> None:
+    """Raise ValueError naming the DC and the rule it breaks."""
+    by_id = {c.id: c for c in custodians}
+    if len(by_id) != len(custodians):
+        raise ValueError("custodian ids must be unique")
+    dc_ids = [d.id for d in dcs]
+    if len(set(dc_ids)) != len(dc_ids):
+        raise ValueError("dc ids must be unique")
+    for dc in dcs:
+        missing = [c for c in dc.custodians if c not in by_id]
+        if missing:
+            raise ValueError(f"dc {dc.id}: unknown custodian(s) {', '.join(missing)}")
+        places = [by_id[c].jurisdiction for c in dc.custodians]
+        if dc.jurisdiction in places:
+            raise ValueError(
+                f"dc {dc.id}: a custodian sits in the DC's own jurisdiction {dc.jurisdiction}; "
+                "custodians must be elsewhere, or one seizure would take data and key together"
+            )
+        place, count = Counter(places).most_common(1)[0]
+        if count >= dc.threshold:
+            raise ValueError(
+                f"dc {dc.id}: {count} of its custodians are in {place}, enough to meet its "
+                f"threshold {dc.threshold}; one state could compel them all"
+            )
+    for target in [homing.default_dc, serve_dc, *homing.countries.values()]:
+        if target is not None and target not in dc_ids:
+            raise ValueError(f"{target!r} is not a configured DC")
+
+
+__all__ = [
+    "CustodianSettings",
+    "DcSettings",
+    "HomingSettings",
+    "check_topology",
+    "embedded_custodians",
+    "embedded_dcs",
+]

@@ -1,0 +1,56 @@
+"""What someone holding custodians' state can open: the tests' view of threshold custody.
+
+The embedded default keeps its in-process custodians under ``DATA/custodians/ID``; a test can
+take any subset of them (as a state that compels or seizes those custodians would) and try to
+open envelopes offline, without asking anyone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from samizdat.crypto import DcKey, Keyring
+from samizdat.crypto.custody_keys import CustodianKeys
+from samizdat.crypto.threshold import Envelope, EnvelopeError, open_envelope
+from tests.harness import ServerProcess, sql
+
+CUSTODIAN_IDS = ("custodian-xb", "custodian-xc", "custodian-xd")
+
+
+def custodian_keys(data_dir: Path, ids: Iterable[str] = CUSTODIAN_IDS) -> dict[str, CustodianKeys]:
+    return {cid: CustodianKeys.load(data_dir / "custodians" / cid / "custodian.key") for cid in ids}
+
+
+def open_with(sealed: bytes, keys: dict[str, CustodianKeys]) -> bytes:
+    """Open an envelope with whatever custodian keys are at hand; EnvelopeError if too few."""
+    envelope = Envelope.from_bytes(sealed)
+    shares = []
+    for cid, key in keys.items():
+        if cid in envelope.custodians:
+            shares.append(key.open_share(envelope, cid))
+    return open_envelope(envelope, shares)
+
+
+async def dc_key_envelopes(server: ServerProcess) -> dict[str, bytes]:
+    rows = await sql(server, "SELECT key_id, envelope FROM dc_keys WHERE retired_at IS NULL")
+    return {row["key_id"]: bytes(row["envelope"]) for row in rows}
+
+
+async def server_keyring(server: ServerProcess, keys: dict[str, CustodianKeys]) -> Keyring:
+    """Rebuild the served DC's keyring offline from custodians' keys (raises if too few)."""
+    envelopes = await dc_key_envelopes(server)
+    dc_keys = [DcKey.from_payload(open_with(e, keys), kid) for kid, e in envelopes.items()]
+    ring = Keyring("local")
+    ring.install(dc_keys, max(envelopes, key=lambda k: int(k[1:]) if k[1:].isdigit() else 0))
+    return ring
+
+
+__all__ = [
+    "CUSTODIAN_IDS",
+    "EnvelopeError",
+    "custodian_keys",
+    "dc_key_envelopes",
+    "open_with",
+    "server_keyring",
+]
