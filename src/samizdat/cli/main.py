@@ -13,6 +13,8 @@ import typer
 
 from samizdat.cli.account import login, logout, profile_app, username_app, whoami
 from samizdat.cli.chats import chats, group_app
+from samizdat.cli.custodian import custodian_app
+from samizdat.cli.dc import dc_app, status
 from samizdat.cli.devices import devices_app
 from samizdat.cli.listen import listen
 from samizdat.cli.messages import delete, edit, history, react, read, send
@@ -42,7 +44,10 @@ def root(
     ctx.obj = profile.expanduser()
 
 
-app.command()(serve)
+app.command(rich_help_panel="Operators")(serve)
+app.command(rich_help_panel="Operators")(status)
+app.add_typer(dc_app, name="dc", rich_help_panel="Operators")
+app.add_typer(custodian_app, name="custodian", rich_help_panel="Operators")
 
 app.command(rich_help_panel="Account")(login)
 app.command(rich_help_panel="Account")(logout)

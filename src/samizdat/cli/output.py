@@ -74,6 +74,9 @@ def _hint(exc: SamizdatError, profile: Path) -> str | None:
             # The server's message usually says when already; do not say it twice.
             return None if "try again" in exc.message else f"wait {exc.retry_after:.0f} s"
         case ErrorCode.UNAVAILABLE:
+            # A sealed DC says "temporarily unavailable ... try again": nothing to add.
+            if "try again" in exc.message:
+                return None
             return "check that the server is running and its URL is right"
         case ErrorCode.INTERNAL:
             return "try again; if it keeps failing, tell the server's operator"

@@ -14,7 +14,10 @@ err = Console(stderr=True)
 
 
 def serve(
-    data: Annotated[Path | None, typer.Option(help="Directory for the database and DC key")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Directory for the DC's database, this node's key and the admin token"),
+    ] = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
     dev: Annotated[
@@ -29,6 +32,7 @@ def serve(
     import uvloop
 
     from samizdat.server.bootstrap import serve as run_server
+    from samizdat.server.custodians import uses_in_process_custodians
     from samizdat.server.logs import configure_logging
 
     overrides: dict[str, object] = {"data_dir": data, "host": host, "port": port}
@@ -44,7 +48,18 @@ def serve(
         raise typer.Exit(2) from None
     configure_logging(settings.log_level)
     url = f"http://{settings.host}:{settings.port}"
-    err.print(f"[bold]Samizdat[/bold] serving on {url}  (data: {settings.data_dir.resolve()})")
+    dc = settings.dc
+    err.print(
+        f"[bold]Samizdat[/bold] serving DC {dc.id} ({dc.jurisdiction}) on {url}  "
+        f"(data: {settings.data_dir.resolve()})"
+    )
+    if uses_in_process_custodians(settings):
+        err.print(
+            "[yellow]key custodians run in this process[/yellow] (their keys under "
+            f"{settings.data_dir.resolve() / 'custodians'}): fine for trying Samizdat, but a "
+            "seizure of this machine takes data and keys together. For real use run "
+            "`samizdat custodian` elsewhere, in other jurisdictions (see the README)."
+        )
     if settings.dev:
         err.print(
             "[yellow]dev mode:[/yellow] test numbers +99966<digit>… sign in with that digit five "

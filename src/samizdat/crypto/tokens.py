@@ -8,7 +8,11 @@ itself is never compared, and a leaked table grants nothing.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
+from pathlib import Path
+
+from samizdat.crypto.private_files import write_private
 
 TOKEN_BYTES = 32
 
@@ -21,4 +25,19 @@ def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-__all__ = ["TOKEN_BYTES", "new_token", "token_digest"]
+class AdminToken:
+    """The operator's token for admin endpoints (key rotation), in ``DATA/admin.token``.
+
+    Whoever can read the data directory is the operator; the token grants no key material,
+    only the right to start operations such as a rotation."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.exists():
+            write_private(path, new_token().encode())
+        self._digest = token_digest(path.read_text().strip())
+
+    def matches(self, presented: str) -> bool:
+        return hmac.compare_digest(self._digest, token_digest(presented))
+
+
+__all__ = ["TOKEN_BYTES", "AdminToken", "new_token", "token_digest"]

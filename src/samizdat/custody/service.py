@@ -15,7 +15,6 @@ before the answer leaves, so there is no answer the log does not show.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from samizdat.crypto.custody_keys import (
     decode_node_key,
     grant_share,
 )
+from samizdat.crypto.private_files import write_private
 from samizdat.crypto.threshold import Envelope, EnvelopeError
 from samizdat.custody.audit import AuditLog
 from samizdat.custody.policy import (
@@ -67,19 +67,7 @@ class CustodianStateError(RuntimeError):
 
 
 def _write_json(path: Path, data: object) -> None:
-    """Atomic replace: write a temporary file, fsync it, rename it over, fsync the dir."""
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_private(path, orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
 
 
 def _read_json(path: Path) -> object:

@@ -7,13 +7,14 @@ import logging
 from collections.abc import AsyncIterator
 
 import orjson
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from samizdat.bus.events import BusEvent, DevicesRevoked
 from samizdat.bus.ports import Bus
 from samizdat.core.ids import SnowflakeGenerator
-from samizdat.protocol.errors import SamizdatError
+from samizdat.crypto.tokens import AdminToken
+from samizdat.protocol.errors import AuthError, SamizdatError
 from samizdat.server.asgi import SamizdatApp
 from samizdat.server.clock import Clock
 from samizdat.server.dc_keeper import DcKeeper
@@ -39,6 +40,7 @@ def create_app(
     clock: Clock,
     issuer: CodeIssuer,
     keeper: DcKeeper,
+    admin: AdminToken,
 ) -> SamizdatApp:
     """Build the ASGI app. The caller owns store/bus lifetimes only until the app starts:
     the app's lifespan starts them and closes them on shutdown."""
@@ -102,6 +104,18 @@ def create_app(
         """The served DC (sealed or not) and whether each of its custodians answers."""
         body = {"dcs": [await keeper.status()]}
         return Response(orjson.dumps(body), media_type="application/json")
+
+    @app.post("/admin/rotate-key", include_in_schema=False)
+    async def rotate_key(request: Request) -> Response:
+        """Start re-keying the served DC (``samizdat dc rotate-key``); progress in /status."""
+        presented = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if not admin.matches(presented):
+            return error_response(AuthError("this needs the operator's admin token"))
+        try:
+            new_key = keeper.start_rotation()
+        except SamizdatError as exc:
+            return error_response(exc)
+        return Response(orjson.dumps({"new_key": new_key}), media_type="application/json")
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:

@@ -9,6 +9,7 @@ import uvicorn
 from samizdat.bus.memory import InProcessBus
 from samizdat.crypto import Keyring
 from samizdat.crypto.custody_keys import NodeKey
+from samizdat.crypto.tokens import AdminToken
 from samizdat.server.app import create_app
 from samizdat.server.asgi import SamizdatApp
 from samizdat.server.clock import SystemClock
@@ -23,6 +24,7 @@ from samizdat.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
 NODE_KEY_FILE = "node.key"
+ADMIN_TOKEN_FILE = "admin.token"
 
 #: uvicorn drops a WebSocket frame beyond this size at the protocol level; frames between the
 #: RPC limit and this size get a typed PAYLOAD_TOO_LARGE error and the socket stays open.
@@ -64,7 +66,8 @@ async def build_app(settings: ServerSettings) -> SamizdatApp:
     if settings.verifier.webhook_url is not None:
         verifier = WebhookVerifier(str(settings.verifier.webhook_url))
     issuer = CodeIssuer(verifier, dev_mode=settings.dev)
-    return create_app(settings, store, InProcessBus(), SystemClock(), issuer, keeper)
+    admin = AdminToken(settings.data_dir / ADMIN_TOKEN_FILE)
+    return create_app(settings, store, InProcessBus(), SystemClock(), issuer, keeper, admin)
 
 
 async def serve(settings: ServerSettings) -> None:
@@ -89,4 +92,4 @@ async def serve(settings: ServerSettings) -> None:
     await uvicorn.Server(config).serve()
 
 
-__all__ = ["NODE_KEY_FILE", "build_app", "open_dc", "serve"]
+__all__ = ["ADMIN_TOKEN_FILE", "NODE_KEY_FILE", "build_app", "open_dc", "serve"]

@@ -5,30 +5,97 @@ configured public key. One without is *in-process*: its state lives under
 ``DATA/custodians/ID`` and this node enrols itself there automatically. That is the embedded
 default, for trying Samizdat on one machine; it protects nothing against a seizure of that
 machine, and ``samizdat serve`` says so when it starts.
+
+In-process custodians are created only on the very first start (no ``custodians/`` yet);
+later, a missing one counts as down, so its loss is visible instead of silently replaced by a
+new custodian that could open nothing.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
+
 from samizdat.crypto.custody_keys import CustodianPublic, KeyFormatError, NodeKey
-from samizdat.custody.client import HttpCustodianClient, InProcessCustodianClient
+from samizdat.crypto.private_files import write_private
+from samizdat.custody.audit import AuditError
+from samizdat.custody.client import (
+    CustodianUnreachable,
+    HttpCustodianClient,
+    InProcessCustodianClient,
+)
 from samizdat.custody.node import CustodianRef
+from samizdat.custody.protocol import Answer, CustodianInfo, DiscloseRequest, SignedUnseal
 from samizdat.custody.service import Custodian, CustodianStateError
 from samizdat.server.settings import ConfigError, ServerSettings
 from samizdat.server.topology import CustodianSettings, DcSettings
 
+PUBLIC_KEYS_FILE = "public-keys.json"
+
+
+class MissingCustodian:
+    """An in-process custodian whose state directory is gone: it answers nothing, like a
+    custodian that is down, until its directory is restored (then it serves again). Its
+    public key (from ``public-keys.json``) still seals new records meanwhile."""
+
+    def __init__(self, custodian_id: str, directory: Path, public_key: str) -> None:
+        self.custodian_id = custodian_id
+        self.directory = directory
+        self.public_key = public_key
+        self._back: InProcessCustodianClient | None = None
+
+    def _client(self) -> InProcessCustodianClient:
+        if self._back is None:
+            if not (self.directory / "custodian.key").exists():
+                raise CustodianUnreachable(
+                    f"custodian {self.custodian_id}: its state {self.directory} is missing"
+                )
+            try:
+                custodian = Custodian(self.directory)
+            except (CustodianStateError, AuditError, KeyFormatError) as exc:
+                raise CustodianUnreachable(f"custodian {self.custodian_id}: {exc}") from exc
+            if custodian.public_key != self.public_key:
+                raise CustodianUnreachable(
+                    f"custodian {self.custodian_id}: restored state has another key"
+                )
+            self._back = InProcessCustodianClient(custodian)
+        return self._back
+
+    async def unseal(self, signed: SignedUnseal) -> Answer:
+        return await self._client().unseal(signed)
+
+    async def disclose(self, request: DiscloseRequest) -> Answer:
+        return await self._client().disclose(request)
+
+    async def info(self) -> CustodianInfo:
+        return await self._client().info()
+
+    async def aclose(self) -> None:
+        return None
+
 
 def _in_process(
-    spec: CustodianSettings, dc: DcSettings, data_dir: Path, node_key: NodeKey
+    spec: CustodianSettings, dc: DcSettings, root: Path, node_key: NodeKey, first_start: bool
 ) -> CustodianRef:
-    directory = data_dir / "custodians" / spec.id
+    directory = root / spec.id
+    public_keys = root / PUBLIC_KEYS_FILE
     try:
         if (directory / "custodian.key").exists():
             custodian = Custodian(directory)
-        else:
+        elif first_start:
             custodian = Custodian.init(directory, spec.id, spec.jurisdiction)
-    except CustodianStateError as exc:
+        else:
+            known = orjson.loads(public_keys.read_bytes()) if public_keys.exists() else {}
+            if spec.id not in known:
+                raise ConfigError(
+                    f"in-process custodian {spec.id}: no state in {directory} and no known "
+                    "public key; restore its directory from a backup"
+                )
+            public = CustodianPublic.decode(known[spec.id])
+            missing = MissingCustodian(spec.id, directory, known[spec.id])
+            return CustodianRef(spec.id, public, missing)
+    except (CustodianStateError, AuditError, KeyFormatError) as exc:
         raise ConfigError(f"in-process custodian {spec.id}: {exc}") from exc
     if custodian.identity.jurisdiction != spec.jurisdiction:
         raise ConfigError(
@@ -40,16 +107,21 @@ def _in_process(
     public = CustodianPublic.decode(custodian.public_key)
     if spec.public_key is not None and spec.public_key != custodian.public_key:
         raise ConfigError(f"custodian {spec.id}: public_key does not match its state")
+    known = orjson.loads(public_keys.read_bytes()) if public_keys.exists() else {}
+    if known.get(spec.id) != custodian.public_key:
+        write_private(public_keys, orjson.dumps({**known, spec.id: custodian.public_key}))
     return CustodianRef(spec.id, public, InProcessCustodianClient(custodian))
 
 
 def custodian_refs(settings: ServerSettings, node_key: NodeKey) -> list[CustodianRef]:
     """One reference per custodian of the served DC, in the DC's configured order."""
     dc = settings.dc
+    root = settings.data_dir / "custodians"
+    first_start = not root.exists()
     refs = []
     for spec in settings.custodians_of(dc):
         if spec.url is None:
-            refs.append(_in_process(spec, dc, settings.data_dir, node_key))
+            refs.append(_in_process(spec, dc, root, node_key, first_start))
             continue
         try:
             public = CustodianPublic.decode(spec.public_key or "")
@@ -63,4 +135,4 @@ def uses_in_process_custodians(settings: ServerSettings) -> bool:
     return any(spec.url is None for spec in settings.custodians_of(settings.dc))
 
 
-__all__ = ["custodian_refs", "uses_in_process_custodians"]
+__all__ = ["MissingCustodian", "custodian_refs", "uses_in_process_custodians"]

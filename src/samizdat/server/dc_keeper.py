@@ -98,6 +98,9 @@ class DcKeeper:
         self.unseal_seconds: float | None = None
         self._keys: dict[str, DcKey] = {}
         self._task: asyncio.Task[None] | None = None
+        self._rotation: asyncio.Task[None] | None = None
+        #: Progress of the last rotation, for ``/status`` and ``samizdat dc rotate-key``.
+        self.rotation: dict[str, object] = {"state": "idle"}
 
     def _move(self, event: DcEvent) -> None:
         self.state = next_state(self.state, event)
@@ -109,10 +112,11 @@ class DcKeeper:
         self._task = asyncio.create_task(self._run(), name=f"dc-keeper-{self.dc.id}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._rotation, self._task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._move(DcEvent.RESEAL)
         self.keyring.seal()
         self._keys.clear()
@@ -216,6 +220,53 @@ class DcKeeper:
         self._keys = keys
         log.info("DC keys changed", extra={"dc": self.dc.id, "keys": sorted(keys)})
 
+    # rotation -----------------------------------------------------------------------------
+    def start_rotation(self) -> str:
+        """Begin rotating the DC key in the background; returns the new key id.
+
+        Raises Unavailable if the DC is sealed or a rotation is already running."""
+        self.keyring.require_unsealed()
+        if self._rotation is not None and not self._rotation.done():
+            raise Unavailable("a key rotation is already running; see `samizdat status`")
+        new_id = next_key_id(list(self._keys))
+        self.rotation = {"state": "starting", "new_key": new_id, "rewrapped": 0, "left": None}
+        self._rotation = asyncio.create_task(self._rotate(new_id), name="dc-key-rotation")
+        return new_id
+
+    async def _rotate(self, new_id: str) -> None:
+        try:
+            await self._rotate_steps(new_id)
+        except Exception as exc:  # reported in /status; the old key stays live, nothing lost
+            log.exception("DC key rotation failed", extra={"dc": self.dc.id})
+            self.rotation = {**self.rotation, "state": "failed", "error": str(exc)[:200]}
+
+    async def _rotate_steps(self, new_id: str) -> None:
+        active = self._keys[self.keyring.key_id]
+        new = DcKey.generate(new_id, keep_index_of=active)
+        await self.store.dc_keys.insert(
+            new_id, seal_dc_key(new, self.dc, self.custodians), time.time()
+        )
+        old_ids = list(self._keys)
+        self._keys = {**self._keys, new_id: new}
+        self.keyring.install(list(self._keys.values()), new_id)
+        # Other nodes of this DC learn the new key within watch_interval; wait for them
+        # before any chat key moves under it, so none of them ever meets a key it lacks.
+        self.rotation = {**self.rotation, "state": "waiting for other nodes"}
+        await asyncio.sleep(2 * self.watch_interval)
+        left = await self.store.dc_keys.chats_not_under(new_id)
+        self.rotation = {**self.rotation, "state": "re-wrapping", "left": left}
+        done = 0
+        while batch := await self.store.dc_keys.rewrap_batch(self.keyring):
+            done += batch
+            self.rotation = {**self.rotation, "rewrapped": done, "left": max(left - done, 0)}
+            await asyncio.sleep(0)  # let requests in between batches
+        for old in old_ids:
+            await self.store.dc_keys.retire(old, time.time())
+        self._keys = {new_id: new}
+        self.keyring.install([new], new_id)
+        self.rotation = {**self.rotation, "state": "done", "left": 0, "retired": old_ids}
+        log.info("DC key rotated", extra={"dc": self.dc.id, "key": new_id, "chats": done})
+
     # status -------------------------------------------------------------------------------
     async def status(self, *, probe_timeout: float = 2.0) -> dict[str, object]:
         """The DC's state and, probed now, whether each custodian answers."""
@@ -243,6 +294,7 @@ class DcKeeper:
             "node_key": self.node_key.encoded(),
             "unseal_seconds": self.unseal_seconds,
             "last_error": self.last_error,
+            "rotation": self.rotation,
             "custodians": probes,
         }
 
