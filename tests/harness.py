@@ -196,6 +196,32 @@ async def sql(server: ServerProcess, statement: str, *args: Any) -> list[Any]:
     return await asyncio.to_thread(work)
 
 
+async def database_dump(server: ServerProcess) -> dict[str, bytes]:
+    """Every row of every PostgreSQL table, as the bytes a database dump would show."""
+    assert server.pg_database is not None
+    conn = await asyncpg.connect(
+        f"postgresql://postgres@127.0.0.1:5432/{server.pg_database}", timeout=10
+    )
+    try:
+        tables = [
+            r["tablename"]
+            for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        ]
+        dump: dict[str, bytes] = {}
+        for table in tables:
+            parts: list[bytes] = []
+            for row in await conn.fetch(f'SELECT * FROM "{table}"'):
+                for value in row.values():
+                    if isinstance(value, bytes | bytearray | memoryview):
+                        parts.append(bytes(value))
+                    else:
+                        parts.append(str(value).encode())
+            dump[f"table {table}"] = b"\x00".join(parts)
+        return dump
+    finally:
+        await conn.close()
+
+
 _numbers = itertools.count(int.from_bytes(secrets.token_bytes(3), "big") * 10)
 
 

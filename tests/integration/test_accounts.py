@@ -10,7 +10,7 @@ import pytest
 
 from samizdat.client import Client
 from samizdat.protocol.errors import ErrorCode, SamizdatError
-from tests.harness import ServerProcess, new_test_phone, second_device, signed_in
+from tests.harness import ServerProcess, new_test_phone, second_device, signed_in, sql
 from tests.inbox import phone_of, refused, uid
 
 WRONG_CODE = "99999"
@@ -248,6 +248,33 @@ async def test_a_number_visible_to_everybody_is_shown_to_anyone(
 
     seen = await bob.call("users.get", user_id=uid(alice))
     assert seen["phone"] == await phone_of(alice)
+
+
+async def test_the_server_keeps_a_readable_number_only_while_its_owner_shows_it(
+    server: ServerProcess, alice: Client, bob: Client
+) -> None:
+    async def shown_copy() -> bytes | None:
+        rows = await sql(server, "SELECT phone_shown FROM users WHERE id = $1", uid(alice))
+        return rows[0]["phone_shown"]
+
+    assert await shown_copy() is None  # by default only the custodians' envelope exists
+    await alice.update_profile(phone_visibility="everybody")
+    assert await shown_copy() is not None
+    await alice.update_profile(phone_visibility="nobody")
+    assert await shown_copy() is None
+    assert (await bob.call("users.get", user_id=uid(alice)))["phone"] is None
+    assert (await alice.get_me()).phone == await phone_of(alice)  # from her own session
+
+
+async def test_showing_a_number_needs_the_number_of_that_very_account(
+    alice: Client, bob: Client
+) -> None:
+    bobs_number = await phone_of(bob)
+    with refused(ErrorCode.PHONE_INVALID):
+        await alice.call("profile.update", phone_visibility="everybody", phone=bobs_number)
+    with refused(ErrorCode.INVALID_PARAMS):
+        await alice.call("profile.update", phone_visibility="everybody")
+    assert (await bob.call("users.get", user_id=uid(alice)))["phone"] is None
 
 
 async def test_a_number_visible_to_contacts_is_shown_only_to_the_owners_contacts(

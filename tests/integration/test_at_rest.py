@@ -21,7 +21,7 @@ import pytest
 
 from samizdat.client import Client
 from samizdat.protocol.errors import ErrorCode
-from tests.harness import ServerProcess, new_test_phone, signed_in
+from tests.harness import ServerProcess, database_dump, new_test_phone, signed_in
 from tests.raw_socket import RawSocket, error_code, token_of, user_id_of
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/{database}"
@@ -49,34 +49,10 @@ def data_files(server: ServerProcess) -> dict[str, bytes]:
     }
 
 
-async def database_rows(server: ServerProcess) -> dict[str, bytes]:
-    """Every row of every table, as the bytes a database dump would show."""
-    assert server.pg_database is not None
-    conn = await asyncpg.connect(PG_URL.format(database=server.pg_database), timeout=10)
-    try:
-        tables = [
-            r["tablename"]
-            for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-        ]
-        dump: dict[str, bytes] = {}
-        for table in tables:
-            parts: list[bytes] = []
-            for row in await conn.fetch(f'SELECT * FROM "{table}"'):
-                for value in row.values():
-                    if isinstance(value, bytes | bytearray | memoryview):
-                        parts.append(bytes(value))
-                    else:
-                        parts.append(str(value).encode())
-            dump[f"table {table}"] = b"\x00".join(parts)
-        return dump
-    finally:
-        await conn.close()
-
-
 async def everything_stored(server: ServerProcess) -> dict[str, bytes]:
     stored = data_files(server)
     if server.backend == "postgres":
-        stored.update(await database_rows(server))
+        stored.update(await database_dump(server))
     return stored
 
 

@@ -1,0 +1,453 @@
+"""Key custodians in real processes, for tests of a DC whose key only they can open.
+
+``CustodianProcess`` drives ``samizdat custodian`` as a custodian's operator would: ``init``
+once, ``enroll`` a server's node key (from ``samizdat dc node-key``, see ``node_key_of``),
+``start`` the service and ``stop`` or ``kill9`` it. ``custody_config`` is the ``[[dcs]]`` and
+``[[custodians]]`` configuration a ``ServerProcess`` appends to its own. ``ForgingCustodian``
+stands in for a custodian that answers every unseal request with a well-formed, worthless
+answer, and ``signed_unseal`` builds the request a node would send, for tests that talk to a
+custodian directly.
+
+A running ``serve`` does not see node enrolments or revocations made by another process (it
+read its node list at start, and its audit log refuses to append after someone else did), so
+``enroll`` and ``revoke`` insist that the custodian is stopped.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+import orjson
+
+from samizdat.crypto.custody_keys import CustodianKeys, NodeKey, b64, unb64
+from samizdat.crypto.threshold import Envelope
+from samizdat.custody.audit import AuditEntry, verify_log
+from samizdat.custody.protocol import (
+    Answer,
+    CustodianInfo,
+    SignedUnseal,
+    UnsealRequest,
+    answer_message,
+    canonical,
+)
+from tests.cli_runner import CALL_TIMEOUT, ENV, Result
+from tests.harness import free_port
+
+COMMAND = [sys.executable, "-m", "samizdat"]
+#: Custodians of the tests' DC, one per jurisdiction, none in the DC's own (XA).
+JURISDICTIONS = ("XB", "XC", "XD")
+
+
+# the samizdat command --------------------------------------------------------------------
+def launch(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*COMMAND, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
+    )
+
+
+def finish(proc: subprocess.Popen[str]) -> Result:
+    out, err = proc.communicate(timeout=CALL_TIMEOUT)
+    return Result(proc.returncode, out, err)
+
+
+def samizdat(*args: str) -> Result:
+    """Run one ``samizdat`` command to its end."""
+    return finish(launch(*args))
+
+
+def samizdat_all(commands: Iterable[Sequence[str]]) -> list[Result]:
+    """Run several ``samizdat`` commands at once (each costs a second of imports)."""
+    return [finish(proc) for proc in [launch(*command) for command in commands]]
+
+
+def succeeded(result: Result, what: str) -> dict[str, Any]:
+    assert result.code == 0, f"{what} failed ({result.code}):\n{result.out}\n{result.err}"
+    return result.record
+
+
+def node_key_of(data_dir: Path) -> str:
+    """The node key of the server on ``data_dir`` (created now if new), as its operator gets
+    it for the custodians: ``samizdat dc node-key``."""
+    return str(succeeded(node_key_command(data_dir), "dc node-key")["node_key"])
+
+
+def node_key_command(data_dir: Path) -> Result:
+    return samizdat("dc", "node-key", "--data", str(data_dir), "--json")
+
+
+def server_status(url: str) -> Result:
+    """``samizdat status`` of a running server: exit 0 unsealed, 2 sealed."""
+    return samizdat("status", "--server", url, "--json")
+
+
+# custodians --------------------------------------------------------------------------------
+class ConfiguredCustodian(Protocol):
+    """What a server's configuration says about a custodian."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def jurisdiction(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def public_key(self) -> str: ...
+
+
+@dataclass
+class CustodianProcess:
+    directory: Path
+    id: str
+    jurisdiction: str
+    port: int = field(default_factory=free_port)
+    public_key: str = ""
+    proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def for_jurisdiction(cls, root: Path, jurisdiction: str) -> CustodianProcess:
+        custodian_id = f"custodian-{jurisdiction.lower()}"
+        return cls(root / custodian_id, custodian_id, jurisdiction)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory.with_name(f"{self.directory.name}.log")
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    # the operator's commands (each a separate process) -----------------------------------
+    def init_command(self) -> list[str]:
+        return [
+            "custodian",
+            *("init", "--dir", str(self.directory)),
+            *("--id", self.id, "--jurisdiction", self.jurisdiction, "--json"),
+        ]
+
+    def init(self) -> CustodianProcess:
+        """``samizdat custodian init``: create its keys; remember the public key it prints."""
+        return self.initialised(samizdat(*self.init_command()))
+
+    def initialised(self, result: Result) -> CustodianProcess:
+        info = CustodianInfo.model_validate(succeeded(result, f"custodian init {self.id}"))
+        assert (info.id, info.jurisdiction) == (self.id, self.jurisdiction)
+        self.public_key = info.public_key
+        return self
+
+    def enroll_command(self, node_key: str, dc: str) -> list[str]:
+        self._require_stopped("enrol a node")
+        return ["custodian", "enroll-node", "--dir", str(self.directory), node_key, "--dc", dc]
+
+    def enroll(self, node_key: str, dc: str) -> None:
+        """``samizdat custodian enroll-node``: let that node unseal ``dc``."""
+        succeeded(samizdat(*self.enroll_command(node_key, dc), "--json"), f"enrol at {self.id}")
+
+    def revoke_command(self, node_key: str) -> list[str]:
+        self._require_stopped("revoke a node")
+        return ["custodian", "revoke-node", "--dir", str(self.directory), node_key, "--json"]
+
+    def revoke(self, node_key: str) -> None:
+        """``samizdat custodian revoke-node``."""
+        succeeded(samizdat(*self.revoke_command(node_key)), f"revoke at {self.id}")
+
+    def status_command(self, last: int = 50) -> list[str]:
+        return ["custodian", "status", "--dir", str(self.directory), "--last", str(last), "--json"]
+
+    def status(self, last: int = 50) -> dict[str, Any]:
+        """``samizdat custodian status``: who it is, its nodes, its recent audit entries."""
+        return succeeded(samizdat(*self.status_command(last)), f"custodian status {self.id}")
+
+    def audit(self) -> list[AuditEntry]:
+        """Every audit entry, read from its log with the chain verified."""
+        return verify_log(self.directory / "audit.log")
+
+    def _require_stopped(self, what: str) -> None:
+        assert not self.running, f"stop {self.id} to {what}: a running custodian won't see it"
+
+    # the service --------------------------------------------------------------------------
+    def spawn(self) -> None:
+        """Start ``samizdat custodian serve`` without waiting for it (see ``wait_serving``)."""
+        assert not self.running, f"{self.id} is already running"
+        args = [*COMMAND, "custodian", "serve", "--dir", str(self.directory)]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [*args, "--port", str(self.port)], stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def wait_serving(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.id} exited early:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/v1/info", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.id} not serving after {timeout}s")
+
+    def start(self) -> CustodianProcess:
+        """Serve, and return once ``GET /v1/info`` answers."""
+        self.spawn()
+        self.wait_serving()
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM, as an operator stopping the service would."""
+        if self.running:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+
+def init_all(custodians: Sequence[CustodianProcess]) -> None:
+    for custodian, result in zip(
+        custodians, samizdat_all(c.init_command() for c in custodians), strict=True
+    ):
+        custodian.initialised(result)
+
+
+def enroll_all(custodians: Iterable[CustodianProcess], node_keys: Iterable[str], dc: str) -> None:
+    """Enrol every node at every custodian (all must be stopped)."""
+    commands = [[*c.enroll_command(k, dc), "--json"] for c in custodians for k in node_keys]
+    for result in samizdat_all(commands):
+        succeeded(result, "enroll-node")
+
+
+def revoke_all(custodians: Iterable[CustodianProcess], node_key: str) -> None:
+    for result in samizdat_all(c.revoke_command(node_key) for c in custodians):
+        succeeded(result, "revoke-node")
+
+
+def start_all(custodians: Iterable[CustodianProcess]) -> None:
+    """Start every custodian not running, in parallel; return when all serve."""
+    starting = [c for c in custodians if not c.running]
+    for custodian in starting:
+        custodian.spawn()
+    for custodian in starting:
+        custodian.wait_serving()
+
+
+def stop_all(custodians: Iterable[CustodianProcess]) -> None:
+    for custodian in custodians:
+        custodian.stop()
+
+
+def custody_config(
+    custodians: Sequence[ConfiguredCustodian],
+    dc_id: str = "eu",
+    jurisdiction: str = "XA",
+    threshold: int = 2,
+) -> str:
+    """The TOML that makes a server serve DC ``dc_id`` with these (remote) custodians; append
+    it to ``ServerProcess.extra_config`` (by default ``TEST_LIMITS``)."""
+    ids = ", ".join(f'"{c.id}"' for c in custodians)
+    lines = [
+        "",
+        "[[dcs]]",
+        f'id = "{dc_id}"',
+        f'jurisdiction = "{jurisdiction}"',
+        f"custodians = [{ids}]",
+        f"threshold = {threshold}",
+    ]
+    for c in custodians:
+        lines += [
+            "",
+            "[[custodians]]",
+            f'id = "{c.id}"',
+            f'jurisdiction = "{c.jurisdiction}"',
+            f'url = "{c.url}"',
+            f'public_key = "{c.public_key}"',
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def dc_sqlite_path(data_dir: Path, dc_id: str = "eu") -> Path:
+    """The SQLite file of the DC a server on ``data_dir`` serves."""
+    return data_dir / f"dc-{dc_id}.sqlite3"
+
+
+# talking to a custodian directly --------------------------------------------------------
+def signed_unseal(
+    node_key: NodeKey,
+    envelope: bytes,
+    *,
+    custodian: str,
+    dc: str = "eu",
+    issued_at_ms: int | None = None,
+) -> SignedUnseal:
+    """An unseal request exactly as a node makes one: fresh nonce and one-time key, signed."""
+    request = UnsealRequest(
+        custodian=custodian,
+        dc=dc,
+        node_key=node_key.encoded(),
+        envelope=b64(envelope),
+        requester_key=b64(secrets.token_bytes(32)),
+        nonce=b64(secrets.token_bytes(16)),
+        issued_at_ms=int(time.time() * 1000) if issued_at_ms is None else issued_at_ms,
+    )
+    return SignedUnseal(request=request, signature=b64(node_key.sign(canonical(request))))
+
+
+def post_unseal(url: str, signed: SignedUnseal) -> httpx.Response:
+    return httpx.post(
+        url + "/v1/unseal",
+        content=signed.model_dump_json(),
+        headers={"content-type": "application/json"},
+        timeout=10,
+    )
+
+
+# a lying custodian -------------------------------------------------------------------------
+class ForgingCustodian:
+    """Plays custodian ``impersonated`` on a port of its own: same id and public key (so a
+    server's configuration accepts it), but every unseal request gets 200 and an ``Answer``
+    that parses and carries the right index, yet holds a random grant. It takes turns: one
+    answer with a signature by a key of its own, the next signed with the impersonated
+    custodian's real key (a custodian lying with its own key)."""
+
+    def __init__(self, impersonated: CustodianProcess) -> None:
+        self.id = impersonated.id
+        self.jurisdiction = impersonated.jurisdiction
+        self.public_key = impersonated.public_key
+        self._real_keys = CustodianKeys.load(impersonated.directory / "custodian.key")
+        self._own_keys = CustodianKeys.generate()
+        #: What it sent, in order: "wrong signature" or "signed, random grant".
+        self.forged: list[str] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> ForgingCustodian:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+    def info(self) -> bytes:
+        info = CustodianInfo(
+            id=self.id,
+            jurisdiction=self.jurisdiction,
+            public_key=self.public_key,
+            enrolled_nodes=1,
+            audit_entries=0,
+            audit_head="0" * 64,
+        )
+        return info.model_dump_json().encode()
+
+    def answer(self, body: bytes) -> bytes:
+        request = SignedUnseal.model_validate_json(body).request
+        envelope = Envelope.from_bytes(unb64(request.envelope))
+        grant = secrets.token_bytes(96)
+        signer, kind = (
+            (self._own_keys, "wrong signature")
+            if len(self.forged) % 2 == 0
+            else (self._real_keys, "signed, random grant")
+        )
+        self.forged.append(kind)
+        forged = Answer(
+            custodian=self.id,
+            index=envelope.custodians.index(self.id) + 1,
+            grant=b64(grant),
+            signature=b64(signer.sign(answer_message(request, grant))),
+        )
+        return forged.model_dump_json().encode()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        forger = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _send(self, body: bytes) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                self._send(forger.info())
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                self._send(forger.answer(self.rfile.read(length)))
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                return None  # keep the test output quiet
+
+        return Handler
+
+
+# waiting -----------------------------------------------------------------------------------
+def health(url: str) -> int:
+    """``/health``: 200 when the server serves, 503 while its DC is sealed."""
+    return httpx.get(url + "/health", timeout=5).status_code
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll ``condition`` every 0.1 s; return the seconds it took, fail after ``timeout``."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def dc_status(result: Result) -> dict[str, Any]:
+    """The one DC in ``samizdat status --json`` output."""
+    return orjson.loads(result.out.splitlines()[0])  # type: ignore[no-any-return]
+
+
+__all__ = [
+    "JURISDICTIONS",
+    "CustodianProcess",
+    "ForgingCustodian",
+    "custody_config",
+    "dc_sqlite_path",
+    "dc_status",
+    "enroll_all",
+    "health",
+    "init_all",
+    "node_key_of",
+    "post_unseal",
+    "revoke_all",
+    "samizdat",
+    "samizdat_all",
+    "server_status",
+    "signed_unseal",
+    "start_all",
+    "stop_all",
+    "wait_for",
+]
