@@ -29,7 +29,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -65,20 +66,83 @@ def samizdat_bin() -> Path:
     return Path(sys.executable).parent / "samizdat"
 
 
+# Which source tree ``samizdat serve`` runs from. None: the one installed in this venv (the
+# working tree). A directory: that checkout's ``src`` goes first on PYTHONPATH and the server
+# runs as ``python -m samizdat``, e.g. a git worktree of an older commit, to compare two
+# versions in one run (``bench.custody``). Its dependencies must be installed in this venv.
+# ``SAMIZDAT_BENCH_SRC=DIR`` sets it for every benchmark of a run; ``samizdat_source(DIR)``
+# for a block of one.
+_ENV_SRC = os.environ.get("SAMIZDAT_BENCH_SRC")
+SAMIZDAT_SRC: ContextVar[Path | None] = ContextVar(
+    "SAMIZDAT_SRC", default=Path(_ENV_SRC).resolve() if _ENV_SRC else None
+)
+
+
+@contextlib.contextmanager
+def samizdat_source(src: Path | None) -> Iterator[None]:
+    """Start every samizdat server in this block from ``src`` (None: the installed tree)."""
+    token = SAMIZDAT_SRC.set(src.resolve() if src is not None else None)
+    try:
+        yield
+    finally:
+        SAMIZDAT_SRC.reset(token)
+
+
+def samizdat_prefix(src: Path | None) -> list[str]:
+    """The command that runs ``samizdat`` from ``src`` (see ``samizdat_env``)."""
+    return [str(samizdat_bin())] if src is None else [sys.executable, "-m", "samizdat"]
+
+
+def samizdat_env(src: Path | None) -> dict[str, str]:
+    """The environment for ``samizdat_prefix(src)``: ``src/src`` first on PYTHONPATH."""
+    if src is None:
+        return dict(os.environ)
+    paths = [str(src / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
 @functools.cache
-def samizdat_bench_flags() -> tuple[str, ...]:
+def samizdat_origin(src: Path | None) -> Path:
+    """Where ``import samizdat`` resolves for servers run from ``src``.
+
+    Raises BenchError when ``src`` is given but its package is not the one imported (a typo,
+    or a checkout without ``src/samizdat``), so a comparison never measures the wrong tree.
+    """
+    try:
+        found = subprocess.run(
+            [sys.executable, "-c", "import samizdat; print(samizdat.__file__)"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=REPO_ROOT,
+            env=samizdat_env(src),
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BenchError(f"cannot import samizdat from {src}: {exc}") from exc
+    if found.returncode != 0:
+        raise BenchError(f"cannot import samizdat from {src}:\n{found.stderr[-1000:]}")
+    origin = Path(found.stdout.strip()).resolve().parent
+    if src is not None and origin != (src / "src" / "samizdat").resolve():
+        raise BenchError(f"samizdat from {src} imports {origin} instead")
+    return origin
+
+
+@functools.cache
+def samizdat_bench_flags(src: Path | None = None) -> tuple[str, ...]:
     """Flags that switch off the server's protections that would throttle a benchmark.
 
     Detected from ``samizdat serve --help`` so the suite runs on builds with and without them.
     """
     try:
         out = subprocess.run(
-            [str(samizdat_bin()), "serve", "--help"],
+            [*samizdat_prefix(src), "serve", "--help"],
             capture_output=True,
             text=True,
             timeout=60,
             check=False,
-            env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+            cwd=REPO_ROOT,
+            env={**samizdat_env(src), "COLUMNS": "200", "NO_COLOR": "1"},
         ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return ()
@@ -92,6 +156,7 @@ class ServerHandle:
     proc: subprocess.Popen[bytes]
     data_dir: Path
     command: list[str]
+    src: Path | None = None  # the source tree a samizdat server runs from (None: installed)
 
     @property
     def base_url(self) -> str:
@@ -121,10 +186,14 @@ class ServerHandle:
         return "\n".join(line[:400] for line in text.splitlines()[-lines:])
 
 
-def server_command(kind: str, port: int, data_dir: Path, extra_args: Sequence[str]) -> list[str]:
+def server_command(
+    kind: str, port: int, data_dir: Path, extra_args: Sequence[str], src: Path | None = None
+) -> list[str]:
+    """The server's command line; a samizdat server runs from ``src`` (see SAMIZDAT_SRC),
+    so start it with ``samizdat_env(src)``."""
     if kind == "samizdat":
         return [
-            str(samizdat_bin()),
+            *samizdat_prefix(src),
             "serve",
             "--dev",
             "--data",
@@ -133,7 +202,7 @@ def server_command(kind: str, port: int, data_dir: Path, extra_args: Sequence[st
             HOST,
             "--port",
             str(port),
-            *samizdat_bench_flags(),
+            *samizdat_bench_flags(src),
             *extra_args,
         ]
     if kind == "relay":
@@ -144,10 +213,15 @@ def server_command(kind: str, port: int, data_dir: Path, extra_args: Sequence[st
 async def start_server(
     kind: str, *, extra_args: Sequence[str] = (), startup_timeout: float = 60.0
 ) -> ServerHandle:
-    """Start a server on a free loopback port with a fresh data directory; wait for /health."""
+    """Start a server on a free loopback port with a fresh data directory; wait for /health.
+
+    A samizdat server runs from the source tree ``SAMIZDAT_SRC`` names (checked first)."""
+    src = SAMIZDAT_SRC.get() if kind == "samizdat" else None
+    if src is not None:
+        samizdat_origin(src)
     data_dir = Path(tempfile.mkdtemp(prefix=f"samizdat-bench-{kind}-"))
     port = free_port()
-    command = server_command(kind, port, data_dir, extra_args)
+    command = server_command(kind, port, data_dir, extra_args, src)
     log = (data_dir / "server.log").open("wb")
     proc = subprocess.Popen(
         command,
@@ -155,10 +229,11 @@ async def start_server(
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         cwd=REPO_ROOT,
+        env=samizdat_env(src),
         start_new_session=True,
     )
     log.close()
-    handle = ServerHandle(kind, port, proc, data_dir, command)
+    handle = ServerHandle(kind, port, proc, data_dir, command, src)
     deadline = time.monotonic() + startup_timeout
     async with httpx.AsyncClient(trust_env=False, timeout=2.0) as client:
         while True:
@@ -598,7 +673,8 @@ def machine_info() -> JSONDict:
         "python": platform.python_version(),
         "kernel": platform.release(),
         "loadavg_1m_at_start": os.getloadavg()[0],
-        "samizdat_flags": list(samizdat_bench_flags()),
+        "samizdat_flags": list(samizdat_bench_flags(SAMIZDAT_SRC.get())),
+        "samizdat_src": str(SAMIZDAT_SRC.get() or REPO_ROOT),
     }
 
 

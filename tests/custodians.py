@@ -28,10 +28,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
-import orjson
 
-from samizdat.crypto.custody_keys import CustodianKeys, NodeKey, b64, unb64
-from samizdat.crypto.threshold import Envelope
+from samizdat.crypto.custody_keys import CustodianKeys, NodeKey, b64, grant_share, unb64
+from samizdat.crypto.threshold import SHARE_BYTES, Envelope, Share
 from samizdat.custody.audit import AuditEntry, verify_log
 from samizdat.custody.protocol import (
     Answer,
@@ -40,6 +39,7 @@ from samizdat.custody.protocol import (
     UnsealRequest,
     answer_message,
     canonical,
+    request_digest,
 )
 from tests.cli_runner import CALL_TIMEOUT, ENV, Result
 from tests.harness import free_port
@@ -76,14 +76,14 @@ def succeeded(result: Result, what: str) -> dict[str, Any]:
     return result.record
 
 
+def node_key_args(data_dir: Path) -> list[str]:
+    return ["dc", "node-key", "--data", str(data_dir), "--json"]
+
+
 def node_key_of(data_dir: Path) -> str:
     """The node key of the server on ``data_dir`` (created now if new), as its operator gets
     it for the custodians: ``samizdat dc node-key``."""
-    return str(succeeded(node_key_command(data_dir), "dc node-key")["node_key"])
-
-
-def node_key_command(data_dir: Path) -> Result:
-    return samizdat("dc", "node-key", "--data", str(data_dir), "--json")
+    return str(succeeded(samizdat(*node_key_args(data_dir)), "dc node-key")["node_key"])
 
 
 def server_status(url: str) -> Result:
@@ -151,11 +151,15 @@ class CustodianProcess:
 
     def enroll_command(self, node_key: str, dc: str) -> list[str]:
         self._require_stopped("enrol a node")
-        return ["custodian", "enroll-node", "--dir", str(self.directory), node_key, "--dc", dc]
+        return [
+            "custodian",
+            *("enroll-node", "--dir", str(self.directory), node_key),
+            *("--dc", dc, "--json"),
+        ]
 
     def enroll(self, node_key: str, dc: str) -> None:
         """``samizdat custodian enroll-node``: let that node unseal ``dc``."""
-        succeeded(samizdat(*self.enroll_command(node_key, dc), "--json"), f"enrol at {self.id}")
+        succeeded(samizdat(*self.enroll_command(node_key, dc)), f"enrol at {self.id}")
 
     def revoke_command(self, node_key: str) -> list[str]:
         self._require_stopped("revoke a node")
@@ -235,7 +239,7 @@ def init_all(custodians: Sequence[CustodianProcess]) -> None:
 
 def enroll_all(custodians: Iterable[CustodianProcess], node_keys: Iterable[str], dc: str) -> None:
     """Enrol every node at every custodian (all must be stopped)."""
-    commands = [[*c.enroll_command(k, dc), "--json"] for c in custodians for k in node_keys]
+    commands = [c.enroll_command(k, dc) for c in custodians for k in node_keys]
     for result in samizdat_all(commands):
         succeeded(result, "enroll-node")
 
@@ -328,17 +332,22 @@ def post_unseal(url: str, signed: SignedUnseal) -> httpx.Response:
 class ForgingCustodian:
     """Plays custodian ``impersonated`` on a port of its own: same id and public key (so a
     server's configuration accepts it), but every unseal request gets 200 and an ``Answer``
-    that parses and carries the right index, yet holds a random grant. It takes turns: one
-    answer with a signature by a key of its own, the next signed with the impersonated
-    custodian's real key (a custodian lying with its own key)."""
+    that parses and names the right share index, yet is worthless. It takes turns with three
+    forgeries (see ``FORGERIES``); ``forged`` lists what it sent, in order."""
+
+    FORGERIES = (
+        "signed by another key",
+        # a custodian lying with its own key, as one compelled or compromised might:
+        "random grant, signed by the real key",
+        "a well-formed share of the wrong value, signed by the real key",
+    )
 
     def __init__(self, impersonated: CustodianProcess) -> None:
         self.id = impersonated.id
         self.jurisdiction = impersonated.jurisdiction
         self.public_key = impersonated.public_key
         self._real_keys = CustodianKeys.load(impersonated.directory / "custodian.key")
-        self._own_keys = CustodianKeys.generate()
-        #: What it sent, in order: "wrong signature" or "signed, random grant".
+        self._other_keys = CustodianKeys.generate()
         self.forged: list[str] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -369,17 +378,20 @@ class ForgingCustodian:
 
     def answer(self, body: bytes) -> bytes:
         request = SignedUnseal.model_validate_json(body).request
-        envelope = Envelope.from_bytes(unb64(request.envelope))
-        grant = secrets.token_bytes(96)
-        signer, kind = (
-            (self._own_keys, "wrong signature")
-            if len(self.forged) % 2 == 0
-            else (self._real_keys, "signed, random grant")
-        )
+        index = Envelope.from_bytes(unb64(request.envelope)).custodians.index(self.id) + 1
+        kind = self.FORGERIES[len(self.forged) % len(self.FORGERIES)]
         self.forged.append(kind)
+        signer = self._real_keys
+        if kind == self.FORGERIES[0]:
+            signer, grant = self._other_keys, secrets.token_bytes(81)
+        elif kind == self.FORGERIES[1]:
+            grant = secrets.token_bytes(81)
+        else:
+            wrong = Share(index, secrets.token_bytes(SHARE_BYTES - 1))
+            grant = grant_share(wrong, unb64(request.requester_key), request_digest(request))
         forged = Answer(
             custodian=self.id,
-            index=envelope.custodians.index(self.id) + 1,
+            index=index,
             grant=b64(grant),
             signature=b64(signer.sign(answer_message(request, grant))),
         )
@@ -403,7 +415,7 @@ class ForgingCustodian:
                 length = int(self.headers.get("content-length", "0"))
                 self._send(forger.answer(self.rfile.read(length)))
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return None  # keep the test output quiet
 
         return Handler
@@ -425,21 +437,18 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
     return time.monotonic() - started
 
 
-def dc_status(result: Result) -> dict[str, Any]:
-    """The one DC in ``samizdat status --json`` output."""
-    return orjson.loads(result.out.splitlines()[0])  # type: ignore[no-any-return]
-
-
 __all__ = [
     "JURISDICTIONS",
     "CustodianProcess",
     "ForgingCustodian",
     "custody_config",
     "dc_sqlite_path",
-    "dc_status",
     "enroll_all",
+    "finish",
     "health",
     "init_all",
+    "launch",
+    "node_key_args",
     "node_key_of",
     "post_unseal",
     "revoke_all",
@@ -449,5 +458,6 @@ __all__ = [
     "signed_unseal",
     "start_all",
     "stop_all",
+    "succeeded",
     "wait_for",
 ]

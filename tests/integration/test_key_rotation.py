@@ -89,3 +89,64 @@ async def test_rotation_needs_the_operators_admin_token(
     assert result.code == 1
     assert "admin token" in result.err
     assert set(await dc_key_envelopes(server)) == {"k1"}
+
+
+async def test_a_pre_custody_key_file_is_sealed_to_the_custodians_erased_and_rotated_away(
+    fresh_server: ServerProcess, tmp_path: Path
+) -> None:
+    fresh_server.data_dir.mkdir(parents=True)
+    key_file = fresh_server.data_dir / "dc.key"
+    key_file.write_bytes(bytes(range(32)))
+    server = await asyncio.to_thread(fresh_server.start)
+    assert not key_file.exists()
+    assert set(await dc_key_envelopes(server)) == {"file:1"}
+    assert "rotate-key" in server.log_path.read_text()
+
+    result = samizdat(
+        tmp_path / "operator",
+        "dc",
+        "rotate-key",
+        "local",
+        "--data",
+        str(server.data_dir),
+        "--server",
+        server.url,
+        "--json",
+    )
+    assert result.code == 0, result.err
+    assert (result.record["new_key"], result.record["retired"]) == ("k1", ["file:1"])
+
+
+async def test_a_corrupted_dc_key_envelope_keeps_the_dc_sealed_and_loses_nothing(
+    fresh_server: ServerProcess,
+) -> None:
+    server = await asyncio.to_thread(fresh_server.start)
+    alice = await signed_in(server.url, "Alice")
+    bob = await signed_in(server.url, "Bob")
+    try:
+        chat = (await alice.call("chats.open_private", user_id=user_id_of(bob)))["id"]
+        sent = await alice.send_message(chat, "kept through a corrupted envelope")
+    finally:
+        await alice.close()
+        await bob.close()
+    (original,) = (await dc_key_envelopes(server)).values()
+    server.stop()
+    damaged = bytearray(original)
+    damaged[-1] ^= 0x40  # the sealed DC key itself (one bad share alone would not matter)
+    await sql(server, "UPDATE dc_keys SET envelope = $1", bytes(damaged))
+    await asyncio.to_thread(server.start, wait_unsealed=False)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        assert (await http.get("/health")).status_code == 503
+        status = (await http.get("/status")).json()["dcs"][0]
+    assert status["state"] == "sealed"
+    assert status["last_error"]
+
+    server.stop()
+    await sql(server, "UPDATE dc_keys SET envelope = $1", original)
+    await asyncio.to_thread(server.start)
+    bob_again = await second_device(server.url, bob.test_phone)  # type: ignore[attr-defined]
+    try:
+        history = await bob_again.call("messages.history", chat_id=chat)
+        assert sent.text in {m["text"] for m in history["messages"]}
+    finally:
+        await bob_again.close()

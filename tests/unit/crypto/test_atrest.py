@@ -134,3 +134,40 @@ def test_dc_key_repr_shows_no_key_bytes() -> None:
     assert key.wrap_material().hex() not in repr(key)
     assert key.index_material().hex() not in repr(key)
     assert DcKey.from_payload(key.payload(), "k1").same_index(key)
+
+
+def test_data_sealed_under_a_pre_custody_key_file_opens_after_its_import() -> None:
+    """The server imports an old ``dc.key`` as DcKey(file, file, "file:1"); everything the
+    old single-key keyring wrote (HKDF labels "wrap", "phone-lookup", "phone-seal") must
+    still open. The old derivation is written out here as it was (commit 9a4c5db)."""
+    import hashlib
+    import hmac
+    import os
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    def old_derive(key: bytes, label: str) -> bytes:
+        info = f"samizdat/v1/{label}".encode()
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key)
+
+    def old_seal(key: bytes, plaintext: bytes, ad: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return b"\x01" + nonce + AESGCM(key).encrypt(nonce, plaintext, ad)
+
+    file_key = os.urandom(32)
+    chat_key = AESGCM.generate_key(bit_length=256)
+    wrapped = old_seal(old_derive(file_key, "wrap"), chat_key, b"chat-key:7")
+    text = old_seal(chat_key, b"written before custody", b"msg:7:70")
+    phone = old_seal(old_derive(file_key, "phone-seal"), b"+15550000000", b"phone:3")
+    lookup = hmac.new(
+        old_derive(file_key, "phone-lookup"), b"+15550000000", hashlib.sha256
+    ).digest()
+
+    ring = Keyring("local")
+    ring.install([DcKey(file_key, file_key, "file:1")], "file:1")
+    ring.load_chat_key(7, wrapped, "file:1")
+    assert ring.open_text(7, 70, text) == "written before custody"
+    assert ring.open_phone(3, phone) == "+15550000000"
+    assert ring.phone_lookup("+15550000000") == lookup

@@ -1,0 +1,241 @@
+"""The topology refuses to start unless seizing one DC yields nothing and no single state can
+compel disclosure: a DC's custodians sit outside its country, fewer than k of them share any
+one country, and every id the configuration names exists.
+
+Each refusal below breaks one rule in an otherwise valid three-DC configuration (DCs in DE, CH
+and IS, each kept by the custodians of the other two countries) and must name the DC.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from samizdat.crypto.custody_keys import CustodianKeys
+from samizdat.server.settings import ConfigError, ServerSettings, load_settings
+
+Table = Mapping[str, object]
+
+CUSTODIANS: list[Table] = [
+    {"id": "c-de", "jurisdiction": "DE"},
+    {"id": "c-ch", "jurisdiction": "CH"},
+    {"id": "c-is", "jurisdiction": "IS"},
+]
+DCS: list[Table] = [
+    {"id": "de", "jurisdiction": "DE", "custodians": ["c-ch", "c-is"], "threshold": 2},
+    {"id": "ch", "jurisdiction": "CH", "custodians": ["c-de", "c-is"], "threshold": 2},
+    {"id": "is", "jurisdiction": "IS", "custodians": ["c-de", "c-ch"], "threshold": 2},
+]
+
+
+def _value(value: object) -> str:
+    # Strings, integers and lists of strings: their JSON form is also valid TOML.
+    return json.dumps(value)
+
+
+def _table(header: str, table: Table) -> str:
+    lines = [header, *(f"{key} = {_value(value)}" for key, value in table.items())]
+    return "\n".join(lines) + "\n"
+
+
+def toml(
+    *,
+    dcs: Sequence[Table] = DCS,
+    custodians: Sequence[Table] = CUSTODIANS,
+    top: Table | None = None,
+    homing: Table | None = None,
+    countries: Table | None = None,
+) -> str:
+    parts = [_table("", top or {})]
+    parts += [_table("[[custodians]]", c) for c in custodians]
+    parts += [_table("[[dcs]]", d) for d in dcs]
+    if homing is not None:
+        parts.append(_table("[homing]", homing))
+    if countries is not None:
+        parts.append(_table("[homing.countries]", countries))
+    return "\n".join(parts)
+
+
+def load(tmp_path: Path, text: str, **overrides: object) -> ServerSettings:
+    path = tmp_path / "samizdat.toml"
+    path.write_text(text)
+    return load_settings(path, **overrides)
+
+
+def with_dc(dc_id: str, **changes: object) -> list[Table]:
+    return [{**dc, **changes} if dc["id"] == dc_id else dc for dc in DCS]
+
+
+def with_custodian(custodian_id: str, **changes: object) -> list[Table]:
+    return [{**c, **changes} if c["id"] == custodian_id else c for c in CUSTODIANS]
+
+
+# what loads --------------------------------------------------------------------------------
+def test_the_embedded_default_is_one_local_dc_kept_by_two_of_three_foreign_custodians(
+    tmp_path: Path,
+) -> None:
+    settings = load(tmp_path, "")
+    (dc,) = settings.dcs
+    assert (dc.id, dc.jurisdiction, dc.threshold) == ("local", "XA", 2)
+    assert [(c.id, c.jurisdiction, c.url) for c in settings.custodians_of(dc)] == [
+        ("custodian-xb", "XB", None),
+        ("custodian-xc", "XC", None),
+        ("custodian-xd", "XD", None),
+    ]
+    assert settings.dc == dc
+
+
+def test_three_dcs_each_kept_by_the_other_two_countries_load(tmp_path: Path) -> None:
+    settings = load(tmp_path, toml())
+    assert [d.id for d in settings.dcs] == ["de", "ch", "is"]
+    by_id = {d.id: d for d in settings.dcs}
+    assert [c.jurisdiction for c in settings.custodians_of(by_id["de"])] == ["CH", "IS"]
+    assert [c.jurisdiction for c in settings.custodians_of(by_id["ch"])] == ["DE", "IS"]
+    assert [c.jurisdiction for c in settings.custodians_of(by_id["is"])] == ["DE", "CH"]
+
+
+def test_a_node_serves_the_first_dc_unless_homing_names_a_default(tmp_path: Path) -> None:
+    assert load(tmp_path, toml()).dc.id == "de"
+    assert load(tmp_path, toml(homing={"default_dc": "ch"})).dc.id == "ch"
+
+
+def test_serve_dc_wins_over_the_homing_default(tmp_path: Path) -> None:
+    text = toml(top={"serve_dc": "is"}, homing={"default_dc": "ch"})
+    assert load(tmp_path, text).dc.id == "is"
+    assert load(tmp_path, toml(homing={"default_dc": "ch"}), serve_dc="de").dc.id == "de"
+
+
+def test_homing_may_send_each_phone_country_to_a_dc(tmp_path: Path) -> None:
+    settings = load(tmp_path, toml(homing={}, countries={"AT": "de", "LI": "ch"}))
+    assert dict(settings.homing.countries) == {"AT": "de", "LI": "ch"}
+
+
+@pytest.mark.parametrize("places", [("QQ", "XX", "AA"), ("XB", "ZZ", "QM")])
+def test_user_assigned_country_codes_are_accepted_for_private_set_ups(
+    tmp_path: Path, places: tuple[str, str, str]
+) -> None:
+    dc_place, *custodian_places = places
+    custodians = [{"id": f"c-{p.lower()}", "jurisdiction": p} for p in custodian_places]
+    dcs = [
+        {
+            "id": "private",
+            "jurisdiction": dc_place,
+            "custodians": [c["id"] for c in custodians],
+            "threshold": 2,
+        }
+    ]
+    assert load(tmp_path, toml(dcs=dcs, custodians=custodians)).dc.jurisdiction == dc_place
+
+
+def test_a_remote_custodian_with_its_public_key_loads(tmp_path: Path) -> None:
+    key = CustodianKeys.generate().public.encode()
+    custodians = with_custodian("c-ch", url="https://custodian.example.ch/", public_key=key)
+    settings = load(tmp_path, toml(custodians=custodians))
+    (remote,) = [c for c in settings.custodians if c.url is not None]
+    assert (remote.id, remote.public_key) == ("c-ch", key)
+
+
+# what is refused ---------------------------------------------------------------------------
+def refused(tmp_path: Path, text: str, *fragments: str, **overrides: object) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, text, **overrides)
+    message = str(caught.value)
+    for fragment in fragments:
+        assert re.search(re.escape(fragment), message), message
+    return message
+
+
+def test_a_custodian_in_the_dcs_own_jurisdiction_is_refused(tmp_path: Path) -> None:
+    dcs = with_dc("de", custodians=["c-de", "c-ch", "c-is"])
+    refused(tmp_path, toml(dcs=dcs), "dc de:", "own jurisdiction DE")
+
+
+def test_k_custodians_in_one_country_are_refused(tmp_path: Path) -> None:
+    custodians = [*CUSTODIANS, {"id": "c-ch-2", "jurisdiction": "CH"}]
+    dcs = with_dc("de", custodians=["c-ch", "c-ch-2", "c-is"], threshold=2)
+    refused(tmp_path, toml(dcs=dcs, custodians=custodians), "dc de:", "2 of its custodians", "CH")
+
+
+def test_fewer_than_k_custodians_in_one_country_are_accepted(tmp_path: Path) -> None:
+    custodians = [*CUSTODIANS, {"id": "c-ch-2", "jurisdiction": "CH"}]
+    dcs = with_dc("de", custodians=["c-ch", "c-ch-2", "c-is"], threshold=3)
+    assert load(tmp_path, toml(dcs=dcs, custodians=custodians)).dcs[0].threshold == 3
+
+
+def test_a_threshold_of_one_is_refused_since_one_state_could_compel_it(tmp_path: Path) -> None:
+    refused(tmp_path, toml(dcs=with_dc("ch", threshold=1)), "dc ch:", "threshold 1")
+
+
+def test_a_threshold_above_the_number_of_custodians_is_refused(tmp_path: Path) -> None:
+    dcs = with_dc("is", threshold=3)
+    refused(tmp_path, toml(dcs=dcs), "dc is:", "threshold 3 exceeds its 2 custodians")
+
+
+def test_an_unknown_custodian_id_is_refused(tmp_path: Path) -> None:
+    dcs = with_dc("de", custodians=["c-ch", "c-fr"])
+    refused(tmp_path, toml(dcs=dcs), "dc de:", "unknown custodian(s) c-fr")
+
+
+def test_a_custodian_listed_twice_for_one_dc_is_refused(tmp_path: Path) -> None:
+    dcs = with_dc("de", custodians=["c-ch", "c-is", "c-ch"])
+    refused(tmp_path, toml(dcs=dcs), "dc de:", "listed twice")
+
+
+def test_two_custodians_with_one_id_are_refused(tmp_path: Path) -> None:
+    custodians = [*CUSTODIANS, {"id": "c-ch", "jurisdiction": "LI"}]
+    refused(tmp_path, toml(custodians=custodians), "custodian ids must be unique")
+
+
+def test_two_dcs_with_one_id_are_refused(tmp_path: Path) -> None:
+    dcs = [*DCS, {**DCS[0], "jurisdiction": "AT"}]
+    refused(tmp_path, toml(dcs=dcs), "dc ids must be unique")
+
+
+@pytest.mark.parametrize("code", ["AB", "EU", "ZY", "UK"])
+def test_a_dc_in_a_place_that_is_not_an_iso_country_is_refused(tmp_path: Path, code: str) -> None:
+    refused(tmp_path, toml(dcs=with_dc("de", jurisdiction=code)), "dcs.0", f"{code!r} is not")
+
+
+@pytest.mark.parametrize("code", ["AB", "EU", "ZY", "UK"])
+def test_a_custodian_in_a_place_that_is_not_an_iso_country_is_refused(
+    tmp_path: Path, code: str
+) -> None:
+    custodians = with_custodian("c-is", jurisdiction=code)
+    refused(tmp_path, toml(custodians=custodians), "custodians.2", f"{code!r} is not")
+
+
+@pytest.mark.parametrize("code", ["de", "DEU", "XX1", "D", ""])
+def test_a_jurisdiction_that_is_not_two_capital_letters_is_refused(
+    tmp_path: Path, code: str
+) -> None:
+    refused(tmp_path, toml(dcs=with_dc("ch", jurisdiction=code)), "dcs.1.jurisdiction")
+
+
+def test_a_remote_custodian_without_its_public_key_is_refused(tmp_path: Path) -> None:
+    custodians = with_custodian("c-ch", url="https://custodian.example.ch/")
+    refused(tmp_path, toml(custodians=custodians), "custodian c-ch", "needs its public_key")
+
+
+def test_a_homing_default_dc_that_is_not_configured_is_refused(tmp_path: Path) -> None:
+    refused(tmp_path, toml(homing={"default_dc": "mars"}), "'mars' is not a configured DC")
+
+
+def test_serving_a_dc_that_is_not_configured_is_refused(tmp_path: Path) -> None:
+    refused(tmp_path, toml(top={"serve_dc": "mars"}), "'mars' is not a configured DC")
+    refused(tmp_path, toml(), "'venus' is not a configured DC", serve_dc="venus")
+
+
+def test_homing_a_country_to_a_dc_that_is_not_configured_is_refused(tmp_path: Path) -> None:
+    text = toml(homing={}, countries={"AT": "de", "FR": "fr"})
+    refused(tmp_path, text, "'fr' is not a configured DC")
+
+
+def test_a_custodian_configuration_without_the_default_dcs_custodians_is_refused(
+    tmp_path: Path,
+) -> None:
+    # Custodians without [[dcs]] leave the embedded DC naming custodians that do not exist.
+    refused(tmp_path, toml(dcs=[]), "dc local:", "unknown custodian")
