@@ -9,6 +9,8 @@ benchmark/target is recorded as an error and the rest still run. Results go to
 ``bench/results/<UTC date and time>.json`` (git-ignored). ``secret`` runs right after
 ``throughput`` and against Samizdat only (the relay has no keys); the report sets the two
 1:1 figures (and the secret group against the cloud group of the same size) side by side.
+``custody`` (Samizdat only) compares the current tree with the commit before threshold
+custody in its own runs, and the report says whether the throughput loss is within 10%.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 import orjson
 import uvloop
 
-from bench import fanout, idle, secret, throughput
+from bench import custody, fanout, idle, secret, throughput
 from bench.common import RESULTS_DIR, SERVER_KINDS, JSONDict, log, machine_info, targets_arg
 
 BENCHMARKS: dict[str, ModuleType] = {
@@ -34,6 +36,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     "secret": secret,  # right after throughput: both 1:1 figures come from the same run
     "fanout": fanout,
     "idle": idle,
+    "custody": custody,  # runs throughput and idle again, before custody and now, alternating
 }
 RunTarget = Callable[[str, argparse.Namespace], Awaitable[JSONDict]]
 
@@ -90,6 +93,17 @@ def comparison(report: JSONDict) -> JSONDict:
             "cloud_deliveries_per_s": cloud_group,
             "secret_decryptions_per_s": secret_group,
             "secret_over_cloud": round(secret_group / cloud_group, 4),
+        }
+    sealing = _get(report, "benchmarks.custody.results.samizdat.compare.throughput")
+    if sealing and sealing.get("loss_pct") is not None:
+        found["custody"] = {
+            "base_commit": _get(report, "benchmarks.custody.results.samizdat.trees.base.commit"),
+            "base_msgs_per_s": sealing["base"]["msgs_per_s"],
+            "current_msgs_per_s": sealing["current"]["msgs_per_s"],
+            "current_over_base": sealing["current_over_base"],
+            "loss_pct": sealing["loss_pct"],
+            "limit_pct": sealing["limit_pct"],
+            "within_limit": sealing["within_limit"],
         }
     return found
 
@@ -175,6 +189,8 @@ def rows_for(name: str, entry: JSONDict) -> list[tuple[str, str, list[str]]]:
         return rows
     if name == "secret":
         return secret_rows(p)
+    if name == "custody":
+        return custody_rows(p)
     if name == "idle":
         label = f"{p['devices']:,} idle connections"
         return [
@@ -235,6 +251,84 @@ def secret_rows(p: JSONDict) -> list[tuple[str, str, list[str]]]:
     return rows
 
 
+def custody_rows(p: JSONDict) -> list[tuple[str, str, list[str]]]:
+    rows: list[tuple[str, str, list[str]]] = []
+    if "micro" in p["parts"]:
+        label = f"custody: cost per operation, µs (no network; k={p['threshold']})"
+        for metric, key in (
+            (f"seal_text, {p['text_bytes']} B message (every message) mean / p50", "seal_text"),
+            ("open_text mean / p50", "open_text"),
+            ("note_ip, new device+address (threshold seal) mean / p50", "note_ip_new"),
+            ("note_ip, already seen today (HMAC) mean / p50", "note_ip_seen"),
+            ("threshold seal of a phone number mean / p50", "seal_phone"),
+            ("CustodianKeys.open_share mean / p50", "open_share"),
+            ("open_envelope, 2 shares mean / p50", "open_envelope"),
+        ):
+            rows.append((label, metric, [f"micro.{key}.mean_us", f"micro.{key}.p50_us"]))
+        rows.append(
+            (
+                label,
+                "bytes: sealed message / phone envelope / IP envelope",
+                [f"micro.bytes.{k}" for k in ("message_sealed", "phone_envelope", "ip_envelope")],
+            )
+        )
+    if "unseal" in p["parts"]:
+        label = f"custody: start to serving, {p['restarts']} restarts, s"
+        for metric, case in (
+            ("embedded custodians: unseal p50 / max", "embedded.unseal_s"),
+            ("embedded custodians: start→/health p50 / max", "embedded.wall_s"),
+            ("3 custodians over HTTP: unseal p50 / max", "http.unseal_s"),
+            ("3 custodians over HTTP: start→/health p50 / max", "http.wall_s"),
+            (f"before custody ({p['base_commit']}): start→/health p50 / max", "base.wall_s"),
+        ):
+            rows.append((label, metric, [f"unseal.{case}.p50", f"unseal.{case}.max"]))
+        rows.append(
+            (
+                label,
+                "first start (new DC key): unseal embedded / HTTP",
+                ["unseal.embedded.first_start.unseal_s", "unseal.http.first_start.unseal_s"],
+            )
+        )
+    if "compare" in p["parts"]:
+        label = f"custody: {p['base_commit']} vs now, same run ({p['rounds']} rounds each)"
+        tp, conn = "compare.throughput", "compare.idle"
+        rows += [
+            (
+                label,
+                "1:1 sustained messages/s, before / now",
+                [f"{tp}.base.msgs_per_s", f"{tp}.current.msgs_per_s"],
+            ),
+            (
+                label,
+                "now / before (each round)",
+                [f"{tp}.current_over_base", f"{tp}.current_over_base_each_round"],
+            ),
+            (label, "1:1 throughput loss % (limit 10)", [f"{tp}.loss_pct", f"{tp}.within_limit"]),
+            (
+                label,
+                "server CPU µs per message, before / now",
+                [f"{tp}.base.server_cpu_us_per_msg", f"{tp}.current.server_cpu_us_per_msg"],
+            ),
+            (
+                label,
+                "open loop send→receive p99 ms, before / now",
+                [f"{tp}.base.open_loop_p99_ms", f"{tp}.current.open_loop_p99_ms"],
+            ),
+            (
+                label,
+                f"connects+authorize/s ({p['devices']:,} new devices), before / now",
+                [f"{conn}.base.connect_per_s", f"{conn}.current.connect_per_s"],
+            ),
+            (label, "connects now / before", [f"{conn}.current_over_base"]),
+            (
+                label,
+                "sign-ins/s, before / now",
+                [f"{conn}.base.sign_in_per_s", f"{conn}.current.sign_in_per_s"],
+            ),
+        ]
+    return rows
+
+
 def comparison_lines(found: JSONDict) -> list[str]:
     lines = []
     if one := found.get("one_to_one"):
@@ -250,6 +344,14 @@ def comparison_lines(found: JSONDict) -> list[str]:
             f"{_fmt(group['secret_decryptions_per_s'])} decryptions/s vs "
             f"{_fmt(group['cloud_deliveries_per_s'])} deliveries/s "
             f"({group['secret_over_cloud']:.1%})."
+        )
+    if sealing := found.get("custody"):
+        verdict = "within" if sealing["within_limit"] else "OVER"
+        lines.append(
+            f"Threshold custody against {sealing['base_commit']} (before it), same run: 1:1 "
+            f"{_fmt(sealing['current_msgs_per_s'])} vs {_fmt(sealing['base_msgs_per_s'])} "
+            f"messages/s ({sealing['current_over_base']:.1%}), a loss of {sealing['loss_pct']}%, "
+            f"{verdict} the {sealing['limit_pct']:g}% limit."
         )
     return lines
 
@@ -293,6 +395,16 @@ def markdown(report: JSONDict) -> str:
     return "\n".join(lines)
 
 
+def write_report(report: JSONDict, out: Path | None, suffix: str = "") -> Path:
+    """Save the JSON report to ``out`` or ``bench/results/<UTC date-time><suffix>.json``."""
+    if out is None:
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H%M%SZ")
+        out = RESULTS_DIR / f"{stamp}{suffix}.json"
+    out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -310,12 +422,7 @@ def main() -> None:
     began = time.monotonic()
     report = uvloop.run(run_all(args))
     report["wall_s"] = round(time.monotonic() - began, 1)
-    out = args.out
-    if out is None:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H%M%SZ")
-        out = RESULTS_DIR / f"{stamp}.json"
-    out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    out = write_report(report, args.out)
     log(f"results written to {out} ({report['wall_s']} s)")
     if args.json:
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")

@@ -217,9 +217,13 @@ class Custodian:
         nonce: str = "",
         now: float | None = None,
     ) -> Refusal:
-        """Log a refusal and hand it back to raise."""
+        """Log a refusal and hand it back to raise. Its nonce counts as used from now on, as
+        it will after a restart (nonces come back from the log)."""
+        at = time.time() if now is None else now
+        if nonce:
+            self._seen[nonce[:32]] = at
         self.audit.append(
-            at=time.time() if now is None else now,
+            at=at,
             kind=kind,
             outcome="refused",
             reason=f"{refusal.code}: {refusal.message}",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 
 from samizdat.server.topology import (
     CustodianSettings,
@@ -126,11 +127,18 @@ def load_settings(path: Path | None, **overrides: object) -> ServerSettings:
     try:
         return ServerSettings.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
-            for err in exc.errors()
-        )
+        problems = "; ".join(_describe(err) for err in exc.errors())
         raise ConfigError(f"invalid configuration: {problems}") from exc
+
+
+def _describe(err: ErrorDetails) -> str:
+    """One problem: where, what, and the bad value only when it is a single value (a whole
+    table would print other keys too, database passwords included)."""
+    where = ".".join(str(p) for p in err["loc"])
+    value = err.get("input")
+    got = "" if isinstance(value, dict | list | tuple) else f" (got {value!r})"
+    message = err["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}{got}" if where else f"{message}{got}"
 
 
 __all__ = [

@@ -129,6 +129,21 @@ async def test_a_good_unseal_is_answered_200_with_an_answer_signed_by_the_custod
     assert (entry.kind, entry.outcome) == ("unseal", "granted")
 
 
+async def test_key_order_and_whitespace_on_the_wire_do_not_change_the_signed_bytes(
+    http: httpx.AsyncClient, custodian: Custodian, node: NodeKey
+) -> None:
+    body = good_unseal(custodian, node)
+    reordered = {
+        "signature": body["signature"],
+        "request": dict(reversed(list(body["request"].items()))),
+    }
+    wire = orjson.dumps(reordered, option=orjson.OPT_INDENT_2)
+
+    response = await post(http, custodian, "/v1/unseal", wire)
+
+    assert response.status_code == 200
+
+
 async def test_a_refusal_is_403_with_its_code_and_message(
     http: httpx.AsyncClient, custodian: Custodian, node: NodeKey, tmp_path: Path
 ) -> None:

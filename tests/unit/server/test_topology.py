@@ -239,3 +239,12 @@ def test_a_custodian_configuration_without_the_default_dcs_custodians_is_refused
 ) -> None:
     # Custodians without [[dcs]] leave the embedded DC naming custodians that do not exist.
     refused(tmp_path, toml(dcs=[]), "dc local:", "unknown custodian")
+
+
+def test_a_configuration_error_names_the_problem_without_printing_other_values(
+    tmp_path: Path,
+) -> None:
+    text = '[storage]\ndatabase_url = "postgresql+asyncpg://samizdat:hunter2@db/samizdat"\n'
+    message = refused(tmp_path, text, "'mars' is not a configured DC", serve_dc="mars")
+    assert "hunter2" not in message
+    assert "Value error" not in message

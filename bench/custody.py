@@ -1,0 +1,645 @@
+"""What threshold custody costs (issue #4), measured in one run against the code before it.
+
+Three parts, reported together:
+
+* **micro**: per-operation cost in microseconds (mean, p50, p99 over ``--iterations``, after
+  a warm-up), in this process with no network, on the real classes: ``Keyring.seal_text`` and
+  ``open_text`` of a ``--text-bytes`` message (the at-rest sealing every message gets);
+  ``IdentityRecords.note_ip`` for a new (device, address) pair (a threshold envelope to 3
+  custodians, k=2, queued for the once-a-second flush) and for a pair already seen today (one
+  keyed HMAC, what nearly every request costs); the threshold seal of a phone number (each
+  sign-up); ``CustodianKeys.open_share`` (a custodian's work per share) and ``open_envelope``
+  with 2 shares. Also the sizes of the sealed records.
+* **unseal**: time to unseal a DC. ``samizdat serve`` starts on a fresh data directory (the
+  first start makes the DC key and seals it to the custodians), then restarts ``--restarts``
+  times on the same directory; each start reports the server's own ``unseal_seconds`` (from
+  ``GET /status``) and the wall time from process start to ``/health`` 200. Once with the
+  embedded default (three custodians in the server process), once with three
+  ``samizdat custodian serve`` processes on loopback, and once for the pre-custody server
+  (its start-up with a local key file, the figure the wall times compare with).
+* **compare**: 1:1 throughput (``bench.throughput``'s run with its default load: 50 pairs,
+  window 8, then the open loop at 1,000 msg/s; ``--duration`` seconds per phase) and
+  connects+authorize/s (``bench.idle`` with ``--devices`` devices, every one a new device and
+  so a new sealed IP record) for the pre-custody commit (``--base-commit``, checked out in a
+  temporary git worktree, or ``--base-src``) and the current tree, alternating base, current,
+  base, current (``--rounds``) to spread drift over both. The servers of the base run from
+  its own source (``bench.common.samizdat_source``); the load generator is the same.
+  Reports each run, the means, current/base, and the throughput loss against the issue's
+  limit (sealing may cost at most 10% of 1:1 throughput).
+
+    python -m bench.custody                       # about 6 minutes on 2 cores
+    python -m bench.custody --base-src /tmp/base  # an existing checkout of the base commit
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import orjson
+import uvloop
+
+from bench import idle, throughput
+from bench.common import (
+    HOST,
+    REPO_ROOT,
+    BenchError,
+    JSONDict,
+    Report,
+    ServerHandle,
+    free_port,
+    log,
+    machine_info,
+    percentile,
+    samizdat_bin,
+    samizdat_env,
+    samizdat_origin,
+    samizdat_source,
+    server_command,
+    stop_server,
+)
+from bench.secret_crypto import timed, timed_pairs
+from samizdat.crypto import DcKey, Keyring
+from samizdat.crypto.custody_keys import CustodianKeys
+from samizdat.crypto.threshold import Envelope, open_envelope
+from samizdat.store.database import Database
+from samizdat.store.engine import open_engines, sqlite_url
+from samizdat.store.identity import Custody, IdentityRecords
+from samizdat.store.migrate import migrate
+
+TARGETS = ("samizdat",)
+PARTS = ("micro", "unseal", "compare")
+BASE_COMMIT = "9a4c5db"  # the last commit before threshold custody (a local dc.key, no IP log)
+LIMIT_PCT = 10.0  # issue #4: sealing must not lower 1:1 throughput by more than this
+DC_ID = "eu"
+CUSTODIAN_JURISDICTIONS = ("XB", "XC", "XD")  # none in the DC's own (XA)
+THRESHOLD = 2
+CLI_TIMEOUT = 120.0
+
+
+# --- micro costs --------------------------------------------------------------------------
+async def micro_costs(iterations: int, text_bytes: int) -> JSONDict:
+    warmup = max(50, iterations // 20)
+    root = Path(tempfile.mkdtemp(prefix="samizdat-bench-custody-micro-"))
+    engines = open_engines(sqlite_url(root / "dc.sqlite3"))
+    try:
+        await migrate(engines)
+        db = Database(engines)
+        try:
+            return await _micro_costs(db, iterations, warmup, text_bytes)
+        finally:
+            await db.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def _micro_costs(db: Database, iterations: int, warmup: int, text_bytes: int) -> JSONDict:
+    ring = Keyring("xa")
+    ring.install([DcKey.generate("k1")], "k1")
+    custodians = {
+        f"custodian-{j.lower()}": CustodianKeys.generate() for j in CUSTODIAN_JURISDICTIONS
+    }
+    custody = Custody(
+        "xa", tuple(k.public.recipient(c) for c, k in custodians.items()), threshold=THRESHOLD
+    )
+    records = IdentityRecords(db, ring, custody)
+    result: JSONDict = {"iterations": iterations, "warmup": warmup}
+
+    chat_id, text, message_ids = 1, "x" * text_bytes, iter(range(1, 10**9))
+    ring.new_chat_key(chat_id)
+
+    def seal_message() -> tuple[int, bytes]:
+        message_id = next(message_ids)
+        return message_id, ring.seal_text(chat_id, message_id, text)
+
+    def open_message(sealed: tuple[int, bytes]) -> str:
+        return ring.open_text(chat_id, *sealed)
+
+    result["seal_text"], result["open_text"] = timed_pairs(
+        seal_message, open_message, iterations, warmup
+    )
+
+    now = time.time()  # one day throughout: every new address below is a new record
+    new_ips = iterations + warmup
+    addresses = iter([f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(new_ips)])
+    result["note_ip_new"] = timed(
+        lambda: records.note_ip(7, 70, next(addresses), now), iterations, warmup
+    )
+    result["note_ip_seen"] = timed(
+        lambda: records.note_ip(7, 70, "10.0.0.0", now), iterations, warmup
+    )
+    flushed = await records.flush()
+    if flushed != new_ips:
+        raise BenchError(f"note_ip queued {flushed} records, expected {new_ips}")
+    result["ip_records_flushed"] = flushed
+
+    users = iter(range(1, 10**9))
+    result["seal_phone"] = timed(
+        lambda: records.seal_phone(next(users), "+999661234567"), iterations, warmup
+    )
+    sealed = records.seal_phone(42, "+999661234567")
+    envelope = Envelope.from_bytes(sealed)
+    (first_id, first), (second_id, second) = list(custodians.items())[:THRESHOLD]
+    result["open_share"] = timed(lambda: first.open_share(envelope, first_id), iterations, warmup)
+    shares = [first.open_share(envelope, first_id), second.open_share(envelope, second_id)]
+    result["open_envelope"] = timed(lambda: open_envelope(envelope, shares), iterations, warmup)
+    if open_envelope(envelope, shares) != b"+999661234567":
+        raise BenchError("the phone envelope did not open to its number")
+    ip_payload = orjson.dumps({"ip": "203.0.113.7", "at": round(now, 3), "device": 70})
+    result["bytes"] = {
+        "message_plain": text_bytes,
+        "message_sealed": len(ring.seal_text(chat_id, 0, text)),
+        "phone_envelope": len(sealed),
+        "ip_envelope": len(custody.seal(7, "ip", ip_payload)),
+    }
+    return result
+
+
+# --- processes ----------------------------------------------------------------------------
+async def run_cli(*args: str) -> JSONDict:
+    """One ``samizdat ... --json`` command of the current tree; its JSON answer."""
+    proc = await asyncio.create_subprocess_exec(
+        str(samizdat_bin()),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=REPO_ROOT,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), CLI_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise BenchError(f"samizdat {' '.join(args[:2])} took over {CLI_TIMEOUT}s") from None
+    if proc.returncode != 0:
+        raise BenchError(
+            f"samizdat {' '.join(args[:2])} exited {proc.returncode}: "
+            f"{(out + err).decode(errors='replace')[-600:]}"
+        )
+    answer: JSONDict = orjson.loads(out.splitlines()[-1])
+    return answer
+
+
+async def wait_ok(
+    client: httpx.AsyncClient, url: str, proc: subprocess.Popen[bytes], timeout: float
+) -> float:
+    """Poll ``url`` every 20 ms until it answers 200; the monotonic time it did."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise BenchError(f"{url}: the process exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if (await client.get(url)).status_code == 200:
+                return time.monotonic()
+        if time.monotonic() > deadline:
+            raise BenchError(f"{url}: no 200 within {timeout}s")
+        await asyncio.sleep(0.02)
+
+
+def spawn(
+    command: list[str], log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as out:
+        return subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO_ROOT,
+            env=env,
+            start_new_session=True,
+        )
+
+
+def terminate(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+# --- time to unseal -----------------------------------------------------------------------
+def seconds_summary(values: list[float]) -> JSONDict:
+    if not values:
+        return {"count": 0}
+    data = sorted(values)
+    return {
+        "count": len(data),
+        "p50": round(percentile(data, 50), 3),
+        "max": round(data[-1], 3),
+        "min": round(data[0], 3),
+        "mean": round(sum(data) / len(data), 3),
+    }
+
+
+async def start_and_stop(
+    root: Path, extra_args: list[str], src: Path | None, timeout: float
+) -> JSONDict:
+    """Start ``samizdat serve`` on ``root/data``, time it to /health 200, read /status, stop."""
+    port = free_port()
+    command = server_command("samizdat", port, root, extra_args, src)
+    began = time.monotonic()
+    handle = ServerHandle(
+        "samizdat", port, spawn(command, root / "server.log", samizdat_env(src)), root, command
+    )
+    try:
+        async with httpx.AsyncClient(trust_env=False, timeout=2.0) as client:
+            try:
+                healthy = await wait_ok(client, f"{handle.base_url}/health", handle.proc, timeout)
+            except BenchError as exc:
+                raise BenchError(f"{exc}\n{handle.log_tail()}") from None
+            status = await client.get(f"{handle.base_url}/status")
+        dc = status.json()["dcs"][0] if status.status_code == 200 else {}
+        return {
+            "wall_s": round(healthy - began, 3),
+            "unseal_s": None if dc.get("unseal_seconds") is None else dc["unseal_seconds"],
+            "state": dc.get("state"),
+        }
+    finally:
+        stop_server(handle, keep_data=True)
+
+
+async def restarts(
+    root: Path, extra_args: list[str], src: Path | None, args: argparse.Namespace
+) -> JSONDict:
+    """The first start on ``root`` and ``args.restarts`` restarts; p50/max of the restarts."""
+    runs = []
+    for _ in range(1 + args.restarts):
+        runs.append(await start_and_stop(root, extra_args, src, args.startup_timeout))
+    again = runs[1:]
+    unseal = [float(r["unseal_s"]) for r in again if r["unseal_s"] is not None]
+    return {
+        "first_start": runs[0],
+        "restarts": again,
+        "unseal_s": seconds_summary(unseal),
+        "wall_s": seconds_summary([float(r["wall_s"]) for r in again]),
+    }
+
+
+@contextlib.asynccontextmanager
+async def http_custodians(root: Path, data_dir: Path) -> AsyncIterator[Path]:
+    """Three ``samizdat custodian serve`` processes, with the node of ``data_dir`` enrolled
+    for DC ``DC_ID``; yields the server configuration that names them."""
+    ids = [f"custodian-{j.lower()}" for j in CUSTODIAN_JURISDICTIONS]
+    dirs = [root / cid for cid in ids]
+    *infos, node = await asyncio.gather(
+        *(
+            run_cli(
+                "custodian", "init", "--dir", str(d), "--id", cid, "--jurisdiction", j, "--json"
+            )
+            for d, cid, j in zip(dirs, ids, CUSTODIAN_JURISDICTIONS, strict=True)
+        ),
+        run_cli("dc", "node-key", "--data", str(data_dir), "--json"),
+    )
+    await asyncio.gather(
+        *(
+            run_cli("custodian", "enroll-node", "--dir", str(d), node["node_key"], "--dc", DC_ID)
+            for d in dirs
+        )
+    )
+    ports = [free_port() for _ in ids]
+    procs = [
+        spawn(
+            [str(samizdat_bin()), "custodian", "serve", "--dir", str(d), "--port", str(port)],
+            root / f"{d.name}.log",
+        )
+        for d, port in zip(dirs, ports, strict=True)
+    ]
+    try:
+        async with httpx.AsyncClient(trust_env=False, timeout=2.0) as client:
+            for proc, port in zip(procs, ports, strict=True):
+                await wait_ok(client, f"http://{HOST}:{port}/v1/info", proc, 60.0)
+        quoted = ", ".join(f'"{cid}"' for cid in ids)
+        lines = [
+            "[[dcs]]",
+            f'id = "{DC_ID}"',
+            'jurisdiction = "XA"',
+            f"custodians = [{quoted}]",
+            f"threshold = {THRESHOLD}",
+        ]
+        for info, port in zip(infos, ports, strict=True):
+            lines += [
+                "",
+                "[[custodians]]",
+                f'id = "{info["id"]}"',
+                f'jurisdiction = "{info["jurisdiction"]}"',
+                f'url = "http://{HOST}:{port}"',
+                f'public_key = "{info["public_key"]}"',
+            ]
+        config = root / "config.toml"
+        config.write_text("\n".join(lines) + "\n")
+        yield config
+    finally:
+        for proc in procs:
+            terminate(proc)
+
+
+async def unseal_times(args: argparse.Namespace, base_src: Path | None) -> JSONDict:
+    result: JSONDict = {}
+    cases: list[tuple[str, Callable[[Path], Any]]] = [
+        ("embedded", lambda root: restarts(root, list(args.server_arg), None, args)),
+        ("http", lambda root: unseal_over_http(root, args)),
+    ]
+    if base_src is not None:
+        cases.append(("base", lambda root: restarts(root, list(args.server_arg), base_src, args)))
+    for name, measure in cases:
+        log(f"custody: unseal, {name}: first start + {args.restarts} restarts")
+        root = Path(tempfile.mkdtemp(prefix=f"samizdat-bench-custody-{name}-"))
+        try:
+            result[name] = await measure(root)
+        except Exception as exc:
+            result[name] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+            log(f"custody: unseal, {name} failed: {exc}")
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+    return result
+
+
+async def unseal_over_http(root: Path, args: argparse.Namespace) -> JSONDict:
+    async with http_custodians(root, root / "data") as config:
+        return await restarts(root, [*args.server_arg, "--config", str(config)], None, args)
+
+
+# --- base against current -----------------------------------------------------------------
+def git(*args: str, cwd: Path = REPO_ROOT) -> str:
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+    if done.returncode != 0:
+        raise BenchError(f"git {' '.join(args)}: {done.stderr.strip()[-500:]}")
+    return done.stdout.strip()
+
+
+@contextlib.contextmanager
+def base_tree(args: argparse.Namespace) -> Iterator[Path]:
+    """``--base-src`` as given, or ``--base-commit`` in a temporary git worktree (removed
+    afterwards; the working tree and its index are not touched)."""
+    if args.base_src is not None:
+        yield args.base_src.resolve()
+        return
+    parent = Path(tempfile.mkdtemp(prefix="samizdat-bench-base-"))
+    tree = parent / "tree"
+    git("worktree", "add", "--detach", str(tree), args.base_commit)
+    try:
+        yield tree
+    finally:
+        with contextlib.suppress(BenchError):
+            git("worktree", "remove", "--force", str(tree))
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def describe_tree(src: Path | None) -> JSONDict:
+    """Which code a side runs: the imported package, its commit, local changes under src/."""
+    tree = src or REPO_ROOT
+    info: JSONDict = {"samizdat": str(samizdat_origin(src))}
+    try:
+        info["commit"] = git("rev-parse", "--short", "HEAD", cwd=tree)
+        info["src_changed"] = bool(git("status", "--porcelain", "--", "src", cwd=tree))
+    except BenchError as exc:
+        info["commit"] = f"unknown ({exc})"
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import importlib.util as u; print(bool(u.find_spec('samizdat.custody')))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO_ROOT,
+        env=samizdat_env(src),
+    )
+    info["has_custody"] = probe.stdout.strip() == "True"
+    return info
+
+
+def module_args(module: ModuleType, argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=f"bench.{module.__name__}")
+    module.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 2) if values else None
+
+
+def ratio(current: float | None, base: float | None) -> float | None:
+    return round(current / base, 4) if current is not None and base else None
+
+
+def cpu_us_per_msg(sustained: JSONDict) -> float | None:
+    rate = sustained.get("msgs_per_s") or 0
+    return round(sustained["server_cpu_pct"] / 100 * 1e6 / rate, 1) if rate else None
+
+
+def side_figures(name: str, results: list[JSONDict]) -> JSONDict:
+    ok = [r for r in results if "error" not in r]
+    if name == "throughput":
+        figures: dict[str, Callable[[JSONDict], Any]] = {
+            "msgs_per_s": lambda r: r["sustained"]["msgs_per_s"],
+            "server_cpu_pct": lambda r: r["sustained"]["server_cpu_pct"],
+            "server_cpu_us_per_msg": lambda r: cpu_us_per_msg(r["sustained"]),
+            "ack_p50_ms": lambda r: r["sustained"]["ack_latency"].get("p50_ms"),
+            "ack_p99_ms": lambda r: r["sustained"]["ack_latency"].get("p99_ms"),
+            "open_loop_p50_ms": lambda r: r["latency"]["delivery"].get("p50_ms"),
+            "open_loop_p99_ms": lambda r: r["latency"]["delivery"].get("p99_ms"),
+            "open_loop_lost_or_late": lambda r: r["latency"]["lost_or_late"],
+        }
+    else:
+        figures = {
+            "connect_per_s": lambda r: r["connect_per_s"],
+            "sign_in_per_s": lambda r: r["sign_in_per_s"],
+            "kib_per_connection": lambda r: r["kib_per_connection"],
+        }
+    out: JSONDict = {"runs": len(ok), "errors": len(results) - len(ok)}
+    for key, get in figures.items():
+        values = [v for v in (get(r) for r in ok) if v is not None]
+        out[key] = mean([float(v) for v in values])
+        out[f"{key}_each"] = values
+    return out
+
+
+def summarise(name: str, runs: dict[str, list[JSONDict]]) -> JSONDict:
+    base, current = side_figures(name, runs["base"]), side_figures(name, runs["current"])
+    key = "msgs_per_s" if name == "throughput" else "connect_per_s"
+    pairs = zip(base[f"{key}_each"], current[f"{key}_each"], strict=False)
+    summary: JSONDict = {
+        "base": base,
+        "current": current,
+        "current_over_base": ratio(current[key], base[key]),
+        "current_over_base_each_round": [ratio(c, b) for b, c in pairs],
+    }
+    if name == "throughput" and summary["current_over_base"] is not None:
+        loss = round(100.0 * (1.0 - summary["current_over_base"]), 1)
+        summary.update(loss_pct=loss, limit_pct=LIMIT_PCT, within_limit=loss <= LIMIT_PCT)
+    if name == "idle":
+        summary["sign_in_current_over_base"] = ratio(
+            current["sign_in_per_s"], base["sign_in_per_s"]
+        )
+    return summary
+
+
+async def compare(args: argparse.Namespace, base_src: Path) -> JSONDict:
+    passthrough = [f"--server-arg={a}" for a in args.server_arg]
+    plans: list[tuple[str, ModuleType, argparse.Namespace]] = [
+        (
+            "throughput",
+            throughput,
+            module_args(
+                throughput,
+                ["--target", "samizdat", "--duration", str(args.duration), *passthrough],
+            ),
+        ),
+        (
+            "idle",
+            idle,
+            module_args(
+                idle, ["--target", "samizdat", "--devices", str(args.devices), *passthrough]
+            ),
+        ),
+    ]
+    runs: dict[str, dict[str, list[JSONDict]]] = {
+        name: {"base": [], "current": []} for name, _, _ in plans
+    }
+    for round_no in range(1, args.rounds + 1):
+        for name, module, margs in plans:
+            for side, src in (("base", base_src), ("current", None)):
+                log(f"custody: compare round {round_no}/{args.rounds}, {name}, {side}")
+                began = time.monotonic()
+                try:
+                    with samizdat_source(src):
+                        result: JSONDict = await module.run_target("samizdat", margs)
+                except Exception as exc:
+                    log(f"custody: {name} / {side} failed: {exc}")
+                    result = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+                result["wall_s"] = round(time.monotonic() - began, 1)
+                runs[name][side].append(result)
+    return {
+        "params": {
+            "throughput": throughput.params_of(plans[0][2]),
+            "idle": idle.params_of(plans[1][2]),
+            "order": "each round: throughput base, current; idle base, current",
+        },
+        **{name: summarise(name, runs[name]) for name, _, _ in plans},
+        "runs": runs,
+    }
+
+
+# --- the benchmark ------------------------------------------------------------------------
+async def run_target(kind: str, args: argparse.Namespace) -> JSONDict:
+    if kind not in TARGETS:
+        raise BenchError(f"custody needs the samizdat server, not {kind!r}")
+    result: JSONDict = {}
+    if "micro" in args.parts:
+        log(f"custody: per-operation costs ({args.iterations} iterations)")
+        result["micro"] = await micro_costs(args.iterations, args.text_bytes)
+    with contextlib.ExitStack() as stack:
+        base_src: Path | None = None
+        trees: JSONDict
+        if {"unseal", "compare"} & set(args.parts):
+            try:
+                base_src = stack.enter_context(base_tree(args))
+                trees = {"base": describe_tree(base_src), "current": describe_tree(None)}
+            except BenchError as exc:  # unseal times of the current tree still mean something
+                log(f"custody: no base tree: {exc}")
+                trees, base_src = {"error": str(exc)[:2000]}, None
+            result["trees"] = trees
+            if base_src is not None and trees["base"]["has_custody"]:
+                log(f"custody: warning, the base tree {base_src} already has samizdat.custody")
+        if "unseal" in args.parts:
+            result["unseal"] = await unseal_times(args, base_src)
+        if "compare" in args.parts and base_src is not None:
+            result["compare"] = await compare(args, base_src)
+    return result
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--parts", nargs="+", choices=PARTS, default=list(PARTS), help="subset of the parts"
+    )
+    parser.add_argument("--iterations", type=int, default=2000, help="per micro figure (2000)")
+    parser.add_argument("--text-bytes", type=int, default=100, help="micro: message size (100)")
+    parser.add_argument("--restarts", type=int, default=5, help="restarts per unseal case (5)")
+    parser.add_argument(
+        "--startup-timeout", type=float, default=60.0, help="bound for one start (60 s)"
+    )
+    parser.add_argument(
+        "--duration", type=int, default=10, help="throughput: measured seconds per phase (10)"
+    )
+    parser.add_argument("--devices", type=int, default=2000, help="idle: devices (2000)")
+    parser.add_argument("--rounds", type=int, default=2, help="base+current comparison rounds (2)")
+    parser.add_argument(
+        "--base-commit", default=BASE_COMMIT, help=f"the pre-custody commit ({BASE_COMMIT})"
+    )
+    parser.add_argument(
+        "--base-src", type=Path, default=None, help="a checkout of it (instead of a worktree)"
+    )
+    parser.add_argument("--server-arg", action="append", default=[], help="extra serve argument")
+    parser.add_argument("--out", type=Path, default=None, help="results file (bench/results/…)")
+    parser.add_argument("--json", action="store_true", help="print the JSON report, not Markdown")
+
+
+def params_of(args: argparse.Namespace) -> dict[str, Any]:
+    keys = (
+        "parts",
+        "iterations",
+        "text_bytes",
+        "restarts",
+        "duration",
+        "devices",
+        "rounds",
+        "base_commit",
+    )
+    params = {k: getattr(args, k) for k in keys}
+    params["base_src"] = str(args.base_src) if args.base_src else None
+    params["threshold"] = f"{THRESHOLD} of {len(CUSTODIAN_JURISDICTIONS)}"
+    return params
+
+
+async def run(args: argparse.Namespace) -> Report:
+    report = Report("custody", params_of(args))
+    report.results["samizdat"] = await run_target("samizdat", args)
+    return report
+
+
+def main() -> None:
+    """Run, save the JSON report under bench/results/ and print ``run_all``'s Markdown table."""
+    from bench import run_all  # run_all imports this module
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_arguments(parser)
+    args = parser.parse_args()
+    began = time.monotonic()
+    report: JSONDict = {"machine": machine_info(), "benchmarks": {}}
+    entry = uvloop.run(run(args)).to_json()
+    report["benchmarks"]["custody"] = {"params": entry["params"], "results": entry["results"]}
+    report["comparison"] = run_all.comparison(report)
+    report["wall_s"] = round(time.monotonic() - began, 1)
+    out = run_all.write_report(report, args.out, suffix="-custody")
+    log(f"results written to {out} ({report['wall_s']} s)")
+    if args.json:
+        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(run_all.markdown(report))
+
+
+if __name__ == "__main__":
+    main()
