@@ -303,11 +303,16 @@ def custody_rows(p: JSONDict) -> list[tuple[str, str, list[str]]]:
                 "now / before (each round)",
                 [f"{tp}.current_over_base", f"{tp}.current_over_base_each_round"],
             ),
-            (label, "1:1 throughput loss % (limit 10)", [f"{tp}.loss_pct", f"{tp}.within_limit"]),
+            (label, "1:1 throughput loss % (limit 10)", [f"{tp}.loss_pct", f"{tp}.verdict"]),
             (
                 label,
                 "server CPU µs per message, before / now",
                 [f"{tp}.base.server_cpu_us_per_msg", f"{tp}.current.server_cpu_us_per_msg"],
+            ),
+            (
+                label,
+                "CPU % of other processes (noise) during those, before / now",
+                [f"{tp}.base.other_cpu_pct", f"{tp}.current.other_cpu_pct"],
             ),
             (
                 label,

@@ -10,7 +10,8 @@ custodian directly.
 
 A running ``serve`` does not see node enrolments or revocations made by another process (it
 read its node list at start, and its audit log refuses to append after someone else did), so
-``enroll`` and ``revoke`` insist that the custodian is stopped.
+``enroll`` and ``revoke`` insist that the custodian is stopped. ``enroll_in_place`` does what
+``enroll-node`` does without a process per node and custodian, for set-ups that enrol many.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from samizdat.custody.protocol import (
     canonical,
     request_digest,
 )
+from samizdat.custody.service import Custodian
 from tests.cli_runner import CALL_TIMEOUT, ENV, Result
 from tests.harness import free_port
 
@@ -57,7 +59,12 @@ def launch(*args: str) -> subprocess.Popen[str]:
 
 
 def finish(proc: subprocess.Popen[str]) -> Result:
-    out, err = proc.communicate(timeout=CALL_TIMEOUT)
+    try:
+        out, err = proc.communicate(timeout=CALL_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
     return Result(proc.returncode, out, err)
 
 
@@ -107,6 +114,9 @@ class ConfiguredCustodian(Protocol):
 
 @dataclass
 class CustodianProcess:
+    """One custodian: its state directory (``init`` creates it) and, while started, its
+    ``samizdat custodian serve`` on a free loopback port (log beside the directory)."""
+
     directory: Path
     id: str
     jurisdiction: str
@@ -150,7 +160,6 @@ class CustodianProcess:
         return self
 
     def enroll_command(self, node_key: str, dc: str) -> list[str]:
-        self._require_stopped("enrol a node")
         return [
             "custodian",
             *("enroll-node", "--dir", str(self.directory), node_key),
@@ -162,7 +171,6 @@ class CustodianProcess:
         succeeded(samizdat(*self.enroll_command(node_key, dc)), f"enrol at {self.id}")
 
     def revoke_command(self, node_key: str) -> list[str]:
-        self._require_stopped("revoke a node")
         return ["custodian", "revoke-node", "--dir", str(self.directory), node_key, "--json"]
 
     def revoke(self, node_key: str) -> None:
@@ -180,7 +188,7 @@ class CustodianProcess:
         """Every audit entry, read from its log with the chain verified."""
         return verify_log(self.directory / "audit.log")
 
-    def _require_stopped(self, what: str) -> None:
+    def require_stopped(self, what: str) -> None:
         assert not self.running, f"stop {self.id} to {what}: a running custodian won't see it"
 
     # the service --------------------------------------------------------------------------
@@ -238,10 +246,23 @@ def init_all(custodians: Sequence[CustodianProcess]) -> None:
 
 
 def enroll_all(custodians: Iterable[CustodianProcess], node_keys: Iterable[str], dc: str) -> None:
-    """Enrol every node at every custodian (all must be stopped)."""
+    """Enrol every node at every custodian (running or not: the service sees the change)."""
     commands = [c.enroll_command(k, dc) for c in custodians for k in node_keys]
     for result in samizdat_all(commands):
         succeeded(result, "enroll-node")
+
+
+def enroll_in_place(
+    custodians: Iterable[CustodianProcess], node_keys: Iterable[str], dc: str
+) -> None:
+    """What ``enroll_all`` does, in this process: no second of imports per node and
+    custodian, for set-ups that enrol many (the command itself is tested elsewhere)."""
+    keys = list(node_keys)
+    for custodian in custodians:
+        custodian.require_stopped("enrol a node")
+        state = Custodian(custodian.directory)
+        for key in keys:
+            state.enroll_node(key, dc)
 
 
 def revoke_all(custodians: Iterable[CustodianProcess], node_key: str) -> None:
@@ -444,6 +465,7 @@ __all__ = [
     "custody_config",
     "dc_sqlite_path",
     "enroll_all",
+    "enroll_in_place",
     "finish",
     "health",
     "init_all",

@@ -7,11 +7,16 @@ detectable against a ``head`` published elsewhere, which is why ``head`` exists.
 holds no personal data: subjects are envelope owners such as ``dc:xa/user:42/phone``, never
 phone numbers or IP addresses.
 
-Not thread-safe: ``append`` is called from a single asyncio loop, so there is no locking.
+Several processes may write one log: the serving custodian and the operator's CLI
+(``enroll-node``, ``revoke-node``, ``add-court``). Every append takes an exclusive ``flock``
+on the file and first reads, and verifies, whatever the other processes appended since; so
+the chain stays one chain and each process knows every nonce in it. Within a process,
+``append`` is called from one asyncio loop (no thread locking).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import math
@@ -183,7 +188,7 @@ class AuditLog:
         self._size = end
         self._count = len(entries)
         self._head = entries[-1].digest if entries else _GENESIS
-        self._nonces: list[tuple[float, str]] = [(e.at, e.nonce) for e in entries if e.nonce]
+        self.nonces: dict[str, float] = {e.nonce: e.at for e in entries if e.nonce}
         if end != len(data):
             self._repair_tail(data[end:])
 
@@ -221,27 +226,54 @@ class AuditLog:
         self._count = entry.seq
         self._head = entry.digest
         if entry.nonce:
-            self._nonces.append((entry.at, entry.nonce))
+            self.nonces[entry.nonce] = entry.at
 
-    def _write(self, line: bytes) -> None:
-        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND)
+    def _catch_up(self, fd: int) -> None:
+        """Under the lock: read and verify what other processes appended since we last looked.
+
+        Raises AuditError if the file shrank, or if the new part does not continue our chain."""
+        size = os.fstat(fd).st_size
+        if size == self._size:
+            return
+        if size < self._size:
+            raise AuditError(f"audit log {self._path}: shrank on disk; not appending")
+        data = os.pread(fd, size - self._size, self._size)
+        if not data.endswith(b"\n"):
+            raise AuditError(f"audit log {self._path}: another writer left a torn line")
+        for raw in data.split(b"\n")[:-1]:
+            self._remember(_parse_line(raw, self._count + 1, self._count + 1, self._head))
+        self._size = size
+
+    def refresh(self) -> None:
+        """Take in entries other processes appended (e.g. the CLI enrolling a node)."""
+        fd = os.open(self._path, os.O_RDONLY)
         try:
-            if os.fstat(fd).st_size != self._size:
-                raise AuditError(
-                    f"audit log {self._path}: changed on disk since it was opened; not appending"
-                )
-            try:
-                written = os.write(fd, line)
-                if written != len(line):
-                    raise OSError(f"short write: {written} of {len(line)} bytes")
-                os.fsync(fd)
-            except OSError:
-                # Never leave a fragment behind: the next line would land after it and turn
-                # a recoverable torn tail into corruption in the middle of the log.
-                os.ftruncate(fd, self._size)
-                raise
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            self._catch_up(fd)
         finally:
             os.close(fd)
+
+    def _write(self, line: bytes) -> None:
+        fd = os.open(self._path, os.O_RDWR | os.O_APPEND)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released by close()
+            self._write_locked(fd, line)
+        finally:
+            os.close(fd)
+
+    def _write_locked(self, fd: int, line: bytes) -> None:
+        if os.fstat(fd).st_size != self._size:
+            raise AuditError(f"audit log {self._path}: changed on disk; not appending")
+        try:
+            written = os.write(fd, line)
+            if written != len(line):
+                raise OSError(f"short write: {written} of {len(line)} bytes")
+            os.fsync(fd)
+        except OSError:
+            # Never leave a fragment behind: the next line would land after it and turn
+            # a recoverable torn tail into corruption in the middle of the log.
+            os.ftruncate(fd, self._size)
+            raise
         self._size += len(line)
 
     def append(
@@ -281,8 +313,15 @@ class AuditLog:
             prev=self._head,
             digest="",
         )
-        entry = replace(draft, digest=_digest(_body(draft)))
-        self._write(_line(entry))
+        fd = os.open(self._path, os.O_RDWR | os.O_APPEND)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released by close()
+            self._catch_up(fd)  # seq and prev must follow what others wrote
+            draft = replace(draft, seq=self._count + 1, prev=self._head)
+            entry = replace(draft, digest=_digest(_body(draft)))
+            self._write_locked(fd, _line(entry))
+        finally:
+            os.close(fd)
         self._remember(entry)
         return entry
 
@@ -293,6 +332,7 @@ class AuditLog:
             AuditError: the chain is broken, or the file no longer ends where this log
                 last wrote (entries were cut off or added by someone else).
         """
+        self.refresh()
         entries = verify_log(self._path)
         head = entries[-1].digest if entries else _GENESIS
         if len(entries) != self._count or head != self._head:
@@ -304,7 +344,7 @@ class AuditLog:
 
     def recent_nonces(self, since: float) -> set[str]:
         """Non-empty nonces of entries with ``at >= since``, including those read on open."""
-        return {nonce for at, nonce in self._nonces if at >= since}
+        return {nonce for nonce, at in self.nonces.items() if at >= since}
 
     @property
     def head(self) -> str:

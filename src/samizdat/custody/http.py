@@ -8,6 +8,7 @@ before they are read in full.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,9 +19,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from samizdat.custody.audit import AuditError
 from samizdat.custody.policy import Refusal, RefusalCode
 from samizdat.custody.protocol import MAX_REQUEST_BYTES, Answer, DiscloseRequest, SignedUnseal
 from samizdat.custody.service import Custodian, parse_model
+
+log = logging.getLogger(__name__)
 
 
 def _json(status: int, payload: object) -> Response:
@@ -52,13 +56,18 @@ def custodian_app(custodian: Custodian) -> Starlette:
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             try:
-                parsed = parse_model(model, await _body(request))
-            except Refusal as refusal:
-                return _refused(custodian.refuse(kind, refusal, now=time.time()))
-            try:
-                granted = answer(parsed)  # the custodian logs its own refusals
-            except Refusal as refusal:
-                return _refused(refusal)
+                try:
+                    parsed = parse_model(model, await _body(request))
+                except Refusal as refusal:
+                    return _refused(custodian.refuse(kind, refusal, now=time.time()))
+                try:
+                    granted = answer(parsed)  # the custodian logs its own refusals
+                except Refusal as refusal:
+                    return _refused(refusal)
+            except (AuditError, OSError) as exc:
+                # No answer without its audit entry: say so, and answer nothing.
+                log.error("custodian cannot write its audit log", extra={"error": str(exc)})
+                return _json(503, {"code": "UNAVAILABLE", "message": "audit log unavailable"})
             return _json(200, granted.model_dump(mode="json"))
 
         return endpoint

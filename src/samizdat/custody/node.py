@@ -118,10 +118,16 @@ async def _collect(
         except EnvelopeError:
             continue
     good = sum(o.ok for o in outcomes)
-    raise NotEnoughShares(
-        f"{good} of the {envelope.threshold} custodians needed for {envelope.owner} answered",
-        outcomes,
-    )
+    if good >= envelope.threshold:
+        message = (
+            f"{good} custodians answered for {envelope.owner}, but no {envelope.threshold} of "
+            "their shares open it: a custodian answered with a wrong share"
+        )
+    else:
+        message = (
+            f"{good} of the {envelope.threshold} custodians needed for {envelope.owner} answered"
+        )
+    raise NotEnoughShares(message, outcomes)
 
 
 async def unseal_dc_key(

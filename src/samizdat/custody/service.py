@@ -42,7 +42,6 @@ from samizdat.custody.policy import (
     check_unseal,
 )
 from samizdat.custody.protocol import (
-    FRESHNESS_SECONDS,
     Answer,
     CustodianInfo,
     DiscloseRequest,
@@ -101,9 +100,7 @@ class Custodian:
         self.audit = AuditLog(directory / _AUDIT_FILE)
         self.nodes = self._load_nodes()
         self.courts = self._load_courts()
-        self._seen: dict[str, float] = dict.fromkeys(
-            self.audit.recent_nonces(time.time() - 2 * FRESHNESS_SECONDS), time.time()
-        )
+        self._state_stamp = self._stamp()
 
     # set-up -------------------------------------------------------------------------------
     @classmethod
@@ -191,6 +188,7 @@ class Custodian:
         )
 
     def info(self) -> CustodianInfo:
+        self.refresh()
         return CustodianInfo(
             id=self.identity.custodian_id,
             jurisdiction=self.identity.jurisdiction,
@@ -201,11 +199,23 @@ class Custodian:
         )
 
     # requests -----------------------------------------------------------------------------
-    def _seen_nonces(self, now: float) -> dict[str, float]:
-        cutoff = now - 2 * FRESHNESS_SECONDS
-        if len(self._seen) > 10_000:
-            self._seen = {n: at for n, at in self._seen.items() if at >= cutoff}
-        return self._seen
+    def _stamp(self) -> tuple[int, int]:
+        return tuple(  # type: ignore[return-value]
+            (self.directory / name).stat().st_mtime_ns for name in (_NODES_FILE, _COURTS_FILE)
+        )
+
+    def refresh(self) -> None:
+        """Take in what the operator's CLI changed meanwhile (another process): enrolled or
+        revoked nodes, courts, and the audit entries (and nonces) it appended. A revoked node
+        is refused from its very next request."""
+        self.audit.refresh()
+        stamp = self._stamp()
+        if stamp != self._state_stamp:
+            self.nodes, self.courts, self._state_stamp = (
+                self._load_nodes(),
+                self._load_courts(),
+                stamp,
+            )
 
     def refuse(
         self,
@@ -217,11 +227,9 @@ class Custodian:
         nonce: str = "",
         now: float | None = None,
     ) -> Refusal:
-        """Log a refusal and hand it back to raise. Its nonce counts as used from now on, as
-        it will after a restart (nonces come back from the log)."""
+        """Log a refusal and hand it back to raise. Its nonce counts as used from now on (the
+        log's nonces are the custodian's memory of requests, across restarts too)."""
         at = time.time() if now is None else now
-        if nonce:
-            self._seen[nonce[:32]] = at
         self.audit.append(
             at=at,
             kind=kind,
@@ -245,7 +253,7 @@ class Custodian:
                 envelope,
                 custodian_id=self.identity.custodian_id,
                 nodes=self.nodes,
-                seen_nonces=self._seen_nonces(at),
+                seen_nonces=self.audit.nonces,
                 now_ms=int(at * 1000),
             )
 
@@ -261,7 +269,7 @@ class Custodian:
                 custodian_id=self.identity.custodian_id,
                 jurisdiction=self.identity.jurisdiction,
                 courts=self.courts,
-                seen_nonces=self._seen_nonces(at),
+                seen_nonces=self.audit.nonces,
                 now_ms=int(at * 1000),
             )
 
@@ -278,6 +286,7 @@ class Custodian:
     ) -> Answer:
         """Parse the envelope, run the policy ``check``, grant: every way out of here leaves
         exactly one audit entry."""
+        self.refresh()
         at = time.time() if now is None else now
         try:
             envelope = Envelope.from_bytes(unb64(request.envelope))
@@ -328,7 +337,6 @@ class Custodian:
             subject=envelope.owner,
             nonce=request.nonce,
         )
-        self._seen[request.nonce] = now
         return Answer(
             custodian=self.identity.custodian_id,
             index=share.index,

@@ -293,10 +293,40 @@ def test_a_log_cut_short_on_disk_is_noticed_by_entries_and_append(tmp_path: Path
     _fill(path, 3)
     log = AuditLog(path)
     path.write_bytes(b"".join(_lines(path)[:2]))
-    with pytest.raises(AuditError, match="changed on disk"):
+    with pytest.raises(AuditError, match="shrank on disk"):
         log.entries()
-    with pytest.raises(AuditError, match="changed on disk"):
+    with pytest.raises(AuditError, match="shrank on disk"):
         log.append(at=1.0, kind="unseal", outcome="granted")
+
+
+def test_entries_another_process_appended_are_taken_in_and_the_chain_continues(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.log"
+    serving = AuditLog(path)
+    serving.append(at=1.0, kind="unseal", outcome="granted", nonce="n1")
+    operator = AuditLog(path)  # the CLI, in another process, opening the same file
+    operator.append(at=2.0, kind="revoke", outcome="done", requester="operator")
+    entry = serving.append(at=3.0, kind="unseal", outcome="refused", nonce="n2")
+    assert entry.seq == 3
+    assert [e.kind for e in serving.entries()] == ["unseal", "revoke", "unseal"]
+    assert [e.seq for e in verify_log(path)] == [1, 2, 3]
+    operator.refresh()
+    assert set(operator.nonces) == {"n1", "n2"}
+
+
+def test_a_foreign_line_that_breaks_the_chain_is_refused_before_anything_is_appended(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.log"
+    log = AuditLog(path)
+    log.append(at=1.0, kind="unseal", outcome="granted")
+    with path.open("ab") as handle:
+        handle.write(b'{"not": "an entry"}\n')
+    before = path.read_bytes()
+    with pytest.raises(AuditError):
+        log.append(at=2.0, kind="unseal", outcome="granted")
+    assert path.read_bytes() == before
 
 
 _text = st.text(max_size=40)
