@@ -39,6 +39,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     "custody": custody,  # runs throughput and idle again, before custody and now, alternating
 }
 RunTarget = Callable[[str, argparse.Namespace], Awaitable[JSONDict]]
+NOISY_CPU_PCT = 10.0  # other processes' CPU % in a window above which a comparison is suspect
 
 
 def module_args(module: ModuleType, argv: list[str]) -> argparse.Namespace:
@@ -104,6 +105,10 @@ def comparison(report: JSONDict) -> JSONDict:
             "loss_pct": sealing["loss_pct"],
             "limit_pct": sealing["limit_pct"],
             "within_limit": sealing["within_limit"],
+            "other_cpu_pct_max": max(
+                [*sealing["base"]["other_cpu_pct_each"], *sealing["current"]["other_cpu_pct_each"]],
+                default=None,
+            ),
         }
     return found
 
@@ -311,8 +316,8 @@ def custody_rows(p: JSONDict) -> list[tuple[str, str, list[str]]]:
             ),
             (
                 label,
-                "CPU % of other processes (noise) during those, before / now",
-                [f"{tp}.base.other_cpu_pct", f"{tp}.current.other_cpu_pct"],
+                "other processes' CPU % (noise) each round, before / now",
+                [f"{tp}.base.other_cpu_pct_each", f"{tp}.current.other_cpu_pct_each"],
             ),
             (
                 label,
@@ -358,6 +363,12 @@ def comparison_lines(found: JSONDict) -> list[str]:
             f"messages/s ({sealing['current_over_base']:.1%}), a loss of {sealing['loss_pct']}%, "
             f"{verdict} the {sealing['limit_pct']:g}% limit."
         )
+        if (sealing["other_cpu_pct_max"] or 0) > NOISY_CPU_PCT:
+            lines[-1] += (
+                f" Noisy: other processes used up to {sealing['other_cpu_pct_max']:g}% of a core "
+                "during a measured window; read the rounds apart and run it again on a quiet "
+                "machine."
+            )
     return lines
 
 

@@ -94,13 +94,18 @@ async def test_rotation_needs_the_operators_admin_token(
 async def test_a_pre_custody_key_file_is_sealed_to_the_custodians_erased_and_rotated_away(
     fresh_server: ServerProcess, tmp_path: Path
 ) -> None:
-    fresh_server.data_dir.mkdir(parents=True)
-    key_file = fresh_server.data_dir / "dc.key"
-    key_file.write_bytes(bytes(range(32)))
+    # An install from before custody: a database with accounts, no envelope, and dc.key.
     server = await asyncio.to_thread(fresh_server.start)
+    await (await signed_in(server.url, "Before custody")).close()
+    server.stop()
+    await sql(server, "DELETE FROM dc_keys")
+    key_file = server.data_dir / "dc.key"
+    key_file.write_bytes(bytes(range(32)))
+
+    await asyncio.to_thread(server.start)
     assert not key_file.exists()
     assert set(await dc_key_envelopes(server)) == {"file:1"}
-    assert "rotate-key" in server.log_path.read_text()
+    assert "destroy every other copy" in server.log_path.read_text()
 
     result = samizdat(
         tmp_path / "operator",
@@ -115,6 +120,22 @@ async def test_a_pre_custody_key_file_is_sealed_to_the_custodians_erased_and_rot
     )
     assert result.code == 0, result.err
     assert (result.record["new_key"], result.record["retired"]) == ("k1", ["file:1"])
+    assert set(await dc_key_envelopes(server)) == {"k1"}
+
+
+async def test_a_key_file_is_never_imported_into_an_empty_database(
+    fresh_server: ServerProcess,
+) -> None:
+    """An upgrade that points at a new, empty database must not swallow the old key."""
+    fresh_server.data_dir.mkdir(parents=True)
+    key_file = fresh_server.data_dir / "dc.key"
+    key_file.write_bytes(bytes(range(32)))
+    server = await asyncio.to_thread(fresh_server.start, wait_unsealed=False)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        status = (await http.get("/status")).json()["dcs"][0]
+    assert status["state"] != "unsealed"
+    assert "empty" in status["last_error"]
+    assert key_file.read_bytes() == bytes(range(32))
 
 
 async def test_a_corrupted_dc_key_envelope_keeps_the_dc_sealed_and_loses_nothing(

@@ -84,6 +84,7 @@ class Keyring:
     def __init__(self, dc_id: str = "dc", *, cache_size: int = 100_000) -> None:
         self.dc_id = dc_id
         self._unlocked: _Unlocked | None = None
+        self._holding = False
         self._chat_aeads: OrderedDict[int, AESGCM] = OrderedDict()
         self._cache_size = cache_size
 
@@ -96,6 +97,13 @@ class Keyring:
         if not all(first.same_index(k) for k in keys):
             raise SealError("DC keys of one DC must share their index key")
         self._unlocked = _Unlocked(keys, active_key_id)
+        self._holding = False
+
+    def hold_new_chats(self, holding: bool) -> None:
+        """While a newer DC key exists that this node has not opened yet, make no chat keys
+        under an older one (it is about to be replaced): creating a chat is refused with a
+        transient UNAVAILABLE until ``install`` brings the new key."""
+        self._holding = holding
 
     def seal(self) -> None:
         """Forget every key (the DC is sealed again until custodians answer)."""
@@ -132,6 +140,10 @@ class Keyring:
     def new_chat_key(self, chat_id: int) -> bytes:
         """Make a fresh data key for a chat and return it wrapped (under ``key_id``)."""
         keys = self._keys()
+        if self._holding:
+            raise DcSealed(
+                f"data centre {self.dc_id} is being re-keyed; try again in a few seconds"
+            )
         key = AESGCM.generate_key(bit_length=256)
         self._remember(chat_id, AESGCM(key))
         return _seal(keys.wraps[keys.active], key, b"chat-key:%d" % chat_id)

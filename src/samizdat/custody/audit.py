@@ -342,6 +342,10 @@ class AuditLog:
             )
         return entries
 
+    def prune_nonces(self, before: float) -> None:
+        """Forget nonces of entries older than ``before`` (requests that old are stale anyway)."""
+        self.nonces = {nonce: at for nonce, at in self.nonces.items() if at >= before}
+
     def recent_nonces(self, since: float) -> set[str]:
         """Non-empty nonces of entries with ``at >= since``, including those read on open."""
         return {nonce for nonce, at in self.nonces.items() if at >= since}

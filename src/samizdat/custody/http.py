@@ -2,7 +2,9 @@
 
 ``POST /v1/unseal`` and ``POST /v1/disclose`` answer 200 with a signed ``Answer``, 403 with
 a ``Refused`` (code and reason), or 400 for a body that does not parse; every one of them is
-in the audit log. ``GET /v1/info`` says who the custodian is. Bodies over 256 KiB are refused
+in the audit log. Beyond a per-address rate they get 429 and are counted in a summary entry
+once a minute; 503 if the audit log cannot be written (then nothing is answered).
+``GET /v1/info`` says who the custodian is. Bodies over 256 KiB are refused
 before they are read in full.
 """
 
@@ -19,10 +21,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from samizdat.core.ratelimit import KeyedLimiter
 from samizdat.custody.audit import AuditError
 from samizdat.custody.policy import Refusal, RefusalCode
 from samizdat.custody.protocol import MAX_REQUEST_BYTES, Answer, DiscloseRequest, SignedUnseal
 from samizdat.custody.service import Custodian, parse_model
+from samizdat.protocol.errors import RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +52,45 @@ async def _body(request: Request) -> bytes:
     return bytes(chunks)
 
 
-def custodian_app(custodian: Custodian) -> Starlette:
+class RequestLimit:
+    """Requests per source address. Over it: 429, read nothing, write nothing per request;
+    the audit log gets one summary entry a minute with how many were turned away, so a
+    flood can neither fill the disk nor push real answers past a node's deadline."""
+
+    def __init__(self, custodian: Custodian, rate: float, burst: float) -> None:
+        self.custodian = custodian
+        self.limiter = KeyedLimiter[str](rate, burst, max_keys=10_000)
+        self.turned_away = 0
+        self.summarised_at = time.monotonic()
+
+    def allow(self, request: Request) -> bool:
+        source = request.client.host if request.client else "unknown"
+        try:
+            self.limiter.check(source, time.monotonic())
+        except RateLimited:
+            self.turned_away += 1
+            self.summarise()
+            return False
+        self.summarise()
+        return True
+
+    def summarise(self) -> None:
+        if self.turned_away and time.monotonic() - self.summarised_at >= 60:
+            self.custodian.audit.append(
+                at=time.time(),
+                kind="rate-limit",
+                outcome="refused",
+                reason=f"{self.turned_away} requests over the per-address limit",
+            )
+            self.turned_away = 0
+            self.summarised_at = time.monotonic()
+
+
+def custodian_app(
+    custodian: Custodian, *, requests_per_second: float = 5.0, burst: float = 50.0
+) -> Starlette:
+    limit = RequestLimit(custodian, requests_per_second, burst)
+
     def handler(
         kind: str,
         model: type[SignedUnseal] | type[DiscloseRequest],
@@ -56,6 +98,8 @@ def custodian_app(custodian: Custodian) -> Starlette:
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             try:
+                if not limit.allow(request):
+                    return _json(429, {"code": "RATE_LIMITED", "message": "too many requests"})
                 try:
                     parsed = parse_model(model, await _body(request))
                 except Refusal as refusal:

@@ -3,8 +3,9 @@
 A node asks every custodian the envelope names at once, each with its own one-time key,
 nonce and signature. An answer counts only if it is signed by that custodian's configured
 key, carries the index the envelope gives that custodian, and opens under the one-time key;
-anything else is recorded as that custodian's failure. With k good shares the envelope opens;
-if a combination fails (a custodian lying with its own valid key), the others are tried.
+anything else is recorded as that custodian's failure. As soon as k shares open the envelope
+the others are no longer waited for; if a combination fails (a custodian lying with its own
+valid key), combinations with the next share to arrive are tried.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from samizdat.custody.protocol import (
     unb64,
 )
 from samizdat.protocol.errors import Unavailable
+
+#: Longest wait for one custodian's answer (connect, send, a slow trickle of bytes: all of it).
+ASK_DEADLINE = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,38 +89,64 @@ def _checked_share(
 Ask = Callable[[CustodianRef, int], Awaitable[Share]]
 
 
+def _outcome(ref: CustodianRef, result: Share | Exception) -> CustodianOutcome:
+    match result:
+        case Share():
+            return CustodianOutcome(ref.custodian_id, True, "granted")
+        case Refusal():
+            return CustodianOutcome(ref.custodian_id, False, f"refused: {result.message}")
+        case TimeoutError():
+            return CustodianOutcome(ref.custodian_id, False, "no answer in time")
+        case CustodianUnreachable() | EnvelopeError() | ValueError():
+            return CustodianOutcome(ref.custodian_id, False, str(result))
+        case _:
+            raise result
+
+
+def _open_any(envelope: Envelope, shares: Sequence[Share], newest: Share) -> bytes | None:
+    """Try every k-combination that includes the newest share (the others were tried)."""
+    older = [share for share in shares if share is not newest]
+    for others in itertools.combinations(older, envelope.threshold - 1):
+        try:
+            return open_envelope(envelope, [*others, newest])
+        except EnvelopeError:
+            continue
+    return None
+
+
 async def _collect(
     envelope: Envelope, custodians: Sequence[CustodianRef], ask: Ask
 ) -> tuple[bytes, list[CustodianOutcome]]:
+    """Ask all at once; return as soon as k shares open the envelope, so a slow or silent
+    custodian cannot hold the others up. Each ask is bounded by ``ASK_DEADLINE`` seconds."""
     by_id = {ref.custodian_id: ref for ref in custodians}
-    asked = [
-        (by_id[cid], index)
+
+    async def attempt(ref: CustodianRef, index: int) -> tuple[CustodianRef, Share | Exception]:
+        try:
+            return ref, await asyncio.wait_for(ask(ref, index), ASK_DEADLINE)
+        except (Refusal, CustodianUnreachable, EnvelopeError, ValueError, TimeoutError) as exc:
+            return ref, exc
+
+    tasks = [
+        asyncio.ensure_future(attempt(by_id[cid], index))
         for index, cid in enumerate(envelope.custodians, start=1)
         if cid in by_id
     ]
-    results = await asyncio.gather(
-        *(ask(ref, index) for ref, index in asked), return_exceptions=True
-    )
     outcomes: list[CustodianOutcome] = []
     shares: list[Share] = []
-    for (ref, _), result in zip(asked, results, strict=True):
-        match result:
-            case Share():
+    try:
+        for next_done in asyncio.as_completed(tasks):
+            ref, result = await next_done
+            outcomes.append(_outcome(ref, result))
+            if isinstance(result, Share):
                 shares.append(result)
-                outcomes.append(CustodianOutcome(ref.custodian_id, True, "granted"))
-            case Refusal():
-                outcomes.append(
-                    CustodianOutcome(ref.custodian_id, False, f"refused: {result.message}")
-                )
-            case CustodianUnreachable() | EnvelopeError() | ValueError():
-                outcomes.append(CustodianOutcome(ref.custodian_id, False, str(result)))
-            case BaseException():
-                raise result
-    for chosen in itertools.combinations(shares, envelope.threshold):
-        try:
-            return open_envelope(envelope, chosen), outcomes
-        except EnvelopeError:
-            continue
+                if len(shares) >= envelope.threshold:
+                    opened = _open_any(envelope, shares, result)
+                    if opened is not None:
+                        return opened, outcomes
+    finally:
+        for task in tasks:
+            task.cancel()
     good = sum(o.ok for o in outcomes)
     if good >= envelope.threshold:
         message = (

@@ -42,6 +42,7 @@ from samizdat.custody.policy import (
     check_unseal,
 )
 from samizdat.custody.protocol import (
+    FRESHNESS_SECONDS,
     Answer,
     CustodianInfo,
     DiscloseRequest,
@@ -209,6 +210,8 @@ class Custodian:
         revoked nodes, courts, and the audit entries (and nonces) it appended. A revoked node
         is refused from its very next request."""
         self.audit.refresh()
+        if len(self.audit.nonces) > 10_000:
+            self.audit.prune_nonces(time.time() - 2 * FRESHNESS_SECONDS)
         stamp = self._stamp()
         if stamp != self._state_stamp:
             self.nodes, self.courts, self._state_stamp = (

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from samizdat.core.dc_state import DcEvent, DcState, next_state
-from samizdat.crypto import DcKey, EnvelopeError
+from samizdat.crypto import DcKey, EnvelopeError, SealError
 from samizdat.crypto.custody_keys import NodeKey
 from samizdat.crypto.threshold import Envelope, seal
 from samizdat.custody.client import CustodianUnreachable
@@ -33,11 +33,12 @@ from samizdat.custody.policy import DC_KEY_PURPOSE, dc_key_owner
 from samizdat.protocol.errors import Unavailable
 from samizdat.server.topology import DcSettings
 from samizdat.store.database import StoreConflict
-from samizdat.store.dc_keys import KeyRow
+from samizdat.store.dc_keys import KeyRow, key_number
 from samizdat.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
 LEGACY_KEY_FILE = "dc.key"
+PROBE_CACHE_SECONDS = 5.0
 
 
 def seal_dc_key(key: DcKey, dc: DcSettings, custodians: Sequence[CustodianRef]) -> bytes:
@@ -68,8 +69,7 @@ async def open_dc_key(
 
 
 def next_key_id(existing: Sequence[str]) -> str:
-    numbers = [int(k[1:]) for k in existing if k.startswith("k") and k[1:].isdigit()]
-    return f"k{max(numbers, default=0) + 1}"
+    return f"k{max((key_number(k) for k in existing), default=0) + 1}"
 
 
 class DcKeeper:
@@ -99,6 +99,9 @@ class DcKeeper:
         self._keys: dict[str, DcKey] = {}
         self._task: asyncio.Task[None] | None = None
         self._rotation: asyncio.Task[None] | None = None
+        self._probe_lock = asyncio.Lock()
+        self._probes: list[dict[str, object]] = []
+        self._probed_at = -PROBE_CACHE_SECONDS
         #: Progress of the last rotation, for ``/status`` and ``samizdat dc rotate-key``.
         self.rotation: dict[str, object] = {"state": "idle"}
 
@@ -126,12 +129,20 @@ class DcKeeper:
     async def _run(self) -> None:
         delay = 0.5
         while True:
-            if self.state is DcState.UNSEALED:
-                await asyncio.sleep(self.watch_interval)
-                await self._follow_rotation()
-                continue
-            await asyncio.sleep(delay)
-            delay = 0.5 if await self.unseal_once() else min(delay * 2, self.retry_max)
+            try:
+                if self.state is DcState.UNSEALED:
+                    await asyncio.sleep(self.watch_interval)
+                    await self._follow_rotation()
+                    continue
+                await asyncio.sleep(delay)
+                delay = 0.5 if await self.unseal_once() else min(delay * 2, self.retry_max)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the keeper must outlive any one bad attempt; try again later
+                log.exception("DC keeper attempt failed", extra={"dc": self.dc.id})
+                if self.state is DcState.UNSEALING:
+                    self._move(DcEvent.FAILED)
+                delay = self.retry_max
 
     # unsealing ----------------------------------------------------------------------------
     async def unseal_once(self) -> bool:
@@ -146,7 +157,7 @@ class DcKeeper:
             keys = await self._open_all(rows)
             self.keyring.install(list(keys.values()), rows[-1].key_id)
             self._keys = keys
-        except (Unavailable, EnvelopeError, CustodianUnreachable) as exc:
+        except (Unavailable, EnvelopeError, CustodianUnreachable, SealError) as exc:
             self._move(DcEvent.FAILED)
             if str(exc) != self.last_error:
                 log.warning("DC still sealed", extra={"dc": self.dc.id, "why": str(exc)})
@@ -159,7 +170,11 @@ class DcKeeper:
             "DC unsealed",
             extra={"dc": self.dc.id, "keys": sorted(keys), "seconds": self.unseal_seconds},
         )
-        await self.store.identity.seal_legacy_phones()
+        await self._settle_legacy_key_file()
+        try:
+            await self.store.identity.seal_legacy_phones()
+        except (Unavailable, SealError) as exc:  # serve anyway; the next start tries again
+            log.warning("could not seal older phone numbers yet", extra={"why": str(exc)})
         return True
 
     async def _open_all(self, rows: Sequence[KeyRow]) -> dict[str, DcKey]:
@@ -185,6 +200,12 @@ class DcKeeper:
             raw = legacy.read_bytes()
             if len(raw) != 32:
                 raise Unavailable(f"{legacy} is not a 32-byte key; refusing to guess")
+            if await self.store.dc_keys.chat_count() == 0 and await self.store.user_count() == 0:
+                raise Unavailable(
+                    f"{legacy} exists but this DC's database is empty: refusing to import the "
+                    "key into the wrong database (is the old samizdat.sqlite3, or the old "
+                    "database_url, what this DC is configured with?)"
+                )
             key = DcKey(raw, raw, "file:1")
         else:
             if await self.store.dc_keys.chat_count() > 0:
@@ -198,22 +219,37 @@ class DcKeeper:
             await self.store.dc_keys.insert(key.key_id, envelope, time.time())
         except StoreConflict:
             return  # another node of this DC made it first; open theirs
-        if legacy.exists():
-            _erase(legacy)
-            log.warning(
-                "imported the old dc.key file into custody and erased it; run "
-                "`samizdat dc rotate-key` so no key that was ever on disk stays in use",
-                extra={"dc": self.dc.id},
-            )
+        await self.store.db.make_durable()  # before anything relies on the stored envelope
+
+    async def _settle_legacy_key_file(self) -> None:
+        """After an unseal from real custodians' shares: a pre-custody ``dc.key`` on this
+        node is either the imported key (now safely in custody) or a stale copy; erase it.
+        Every node of the DC does this at its start, so no copy stays on any of them."""
+        legacy = self.data_dir / LEGACY_KEY_FILE
+        if not legacy.exists():
+            return
+        await self.store.db.make_durable()
+        _erase(legacy)
+        log.warning(
+            "erased the pre-custody dc.key file (the DC key now lives with its custodians); "
+            "run `samizdat dc rotate-key` to replace the chat-wrapping key. Phone lookups "
+            "stay keyed by the old file (they cannot be recomputed without the numbers): "
+            "destroy every other copy of it, backups included",
+            extra={"dc": self.dc.id},
+        )
 
     async def _follow_rotation(self) -> None:
+        """Install keys other nodes added or removed. While a newer key exists that this
+        node cannot open yet, it makes no new chat keys (under a key about to be retired)."""
         try:
             rows = await self.store.dc_keys.live()
             live = {r.key_id for r in rows}
             if not rows or (live == set(self._keys) and rows[-1].key_id == self.keyring.key_id):
                 return
+            if rows[-1].key_id not in self._keys:
+                self.keyring.hold_new_chats(True)
             keys = await self._open_all(rows)
-        except (Unavailable, EnvelopeError, CustodianUnreachable) as exc:
+        except (Unavailable, EnvelopeError, CustodianUnreachable, SealError) as exc:
             log.warning("could not follow a DC key change", extra={"why": str(exc)})
             return
         self.keyring.install(list(keys.values()), rows[-1].key_id)
@@ -256,34 +292,40 @@ class DcKeeper:
         left = await self.store.dc_keys.chats_not_under(new_id)
         self.rotation = {**self.rotation, "state": "re-wrapping", "left": left}
         done = 0
-        while batch := await self.store.dc_keys.rewrap_batch(self.keyring):
-            done += batch
-            self.rotation = {**self.rotation, "rewrapped": done, "left": max(left - done, 0)}
-            await asyncio.sleep(0)  # let requests in between batches
-        for old in old_ids:
-            await self.store.dc_keys.retire(old, time.time())
+        pending = set(old_ids)
+        while pending:
+            while batch := await self.store.dc_keys.rewrap_batch(self.keyring):
+                done += batch
+                self.rotation = {**self.rotation, "rewrapped": done, "left": max(left - done, 0)}
+                await asyncio.sleep(0)  # let requests in between batches
+            # Forgotten only if no chat refers to it (one statement): a chat another node
+            # made under it meanwhile sends us round again.
+            pending = {old for old in pending if not await self.store.dc_keys.forget(old)}
         self._keys = {new_id: new}
         self.keyring.install([new], new_id)
         self.rotation = {**self.rotation, "state": "done", "left": 0, "retired": old_ids}
         log.info("DC key rotated", extra={"dc": self.dc.id, "key": new_id, "chats": done})
 
     # status -------------------------------------------------------------------------------
+    async def _probe(self, ref: CustodianRef, seconds: float) -> dict[str, object]:
+        try:
+            info = await asyncio.wait_for(ref.client.info(), seconds)
+        except TimeoutError:
+            return {"id": ref.custodian_id, "reachable": False, "detail": "timed out"}
+        except CustodianUnreachable:
+            return {"id": ref.custodian_id, "reachable": False, "detail": "not answering"}
+        return {"id": ref.custodian_id, "jurisdiction": info.jurisdiction, "reachable": True}
+
     async def status(self, *, probe_timeout: float = 2.0) -> dict[str, object]:
-        """The DC's state and, probed now, whether each custodian answers."""
-
-        async def probe(ref: CustodianRef) -> dict[str, object]:
-            try:
-                info = await asyncio.wait_for(ref.client.info(), probe_timeout)
-            except (CustodianUnreachable, TimeoutError) as exc:
-                return {"id": ref.custodian_id, "reachable": False, "detail": str(exc)[:200]}
-            return {
-                "id": ref.custodian_id,
-                "jurisdiction": info.jurisdiction,
-                "reachable": True,
-                "detail": "",
-            }
-
-        probes = await asyncio.gather(*(probe(ref) for ref in self.custodians))
+        """The DC's state and whether each custodian answers (probed at most every 5 s, one
+        probe at a time, so a flood of /status requests cannot crowd out unsealing)."""
+        async with self._probe_lock:
+            if time.monotonic() - self._probed_at > PROBE_CACHE_SECONDS:
+                self._probes = list(
+                    await asyncio.gather(*(self._probe(r, probe_timeout) for r in self.custodians))
+                )
+                self._probed_at = time.monotonic()
+        probes = self._probes
         return {
             "id": self.dc.id,
             "jurisdiction": self.dc.jurisdiction,

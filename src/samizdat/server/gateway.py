@@ -158,6 +158,7 @@ class Gateway:
     ) -> None:
         if conn.state.state is not ConnState.AWAITING_AUTH:
             raise ProtocolError("this connection is already authorised", code=ErrorCode.BAD_FRAME)
+        self.dispatcher.deps.store.keyring.require_unsealed()  # sealed: UNAVAILABLE, as for all
         auth = self.dispatcher.auth
         revocations = auth.revocations
         caller = await auth.authenticate(params.token, ip)

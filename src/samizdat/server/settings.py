@@ -102,11 +102,18 @@ class ServerSettings(Section):
 
     @property
     def database_url(self) -> str:
-        """The served DC's database: its own URL, else [storage], else a SQLite file."""
+        """The served DC's database: its own URL, else [storage], else a SQLite file,
+        ``dc-ID.sqlite3`` under the data directory (or ``samizdat.sqlite3``, the name before
+        DCs had ids, when that file exists and the new one does not: an upgrade keeps its data).
+        """
         url = self.dc.database_url or self.storage.database_url
         if url:
             return url
-        return f"sqlite+aiosqlite:///{self.data_dir.resolve() / f'dc-{self.dc.id}.sqlite3'}"
+        path = self.data_dir.resolve() / f"dc-{self.dc.id}.sqlite3"
+        legacy = self.data_dir.resolve() / "samizdat.sqlite3"
+        if legacy.exists() and not path.exists():
+            path = legacy
+        return f"sqlite+aiosqlite:///{path}"
 
 
 class ConfigError(ValueError):

@@ -90,6 +90,20 @@ class Database:
                 log.error("storage write failed", extra={"error": type(exc).__name__})
                 raise Unavailable("storage is temporarily unavailable") from exc
 
+    async def make_durable(self) -> None:
+        """Everything committed so far survives a power cut: SQLite copies its WAL into the
+        database and fsyncs (a FULL checkpoint, in the worker thread); PostgreSQL already
+        fsyncs its WAL at commit."""
+        checkpointer = self.engines.checkpointer
+        if checkpointer is not None:
+
+            def full_checkpoint() -> None:
+                with checkpointer.connect() as conn:
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(FULL)")
+
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._thread, full_checkpoint)
+
     async def checkpoint(self) -> None:
         """Copy SQLite's WAL into the database, in the worker thread (it fsyncs)."""
         if self.engines.checkpointer is not None:

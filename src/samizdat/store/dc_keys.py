@@ -1,20 +1,32 @@
 """The DC's key envelopes, and re-wrapping chat keys when the DC key rotates.
 
-``dc_keys`` holds each DC key sealed in a threshold envelope; the newest live row is the
+``dc_keys`` holds each DC key sealed in a threshold envelope; the highest key number is the
 active key. A rotation adds a row, re-wraps every chat key in small transactions (so the
-server keeps serving), then marks the old row retired. Each re-wrap is compare-and-set on
-(key id, wrapped bytes), so a chat created or re-wrapped meanwhile is never clobbered.
+server keeps serving), then deletes the old row once no chat refers to it. Each re-wrap is
+compare-and-set on (key id, wrapped bytes), so a chat created or re-wrapped meanwhile is never
+clobbered.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from samizdat.crypto import Keyring
 from samizdat.store.database import Database
 from samizdat.store.tables import chats, dc_keys
+
+
+def key_number(key_id: str) -> int:
+    """Order of a key id: ``file:1`` (imported pre-custody key) 0, ``kN`` N, anything else -1.
+
+    Keys are ordered by this number, never by wall-clock times (nodes' clocks differ)."""
+    if key_id == "file:1":
+        return 0
+    if key_id.startswith("k") and key_id[1:].isdigit():
+        return int(key_id[1:])
+    return -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,14 +41,15 @@ class DcKeyTable:
         self.db = db
 
     async def live(self) -> list[KeyRow]:
-        """Live (not retired) key envelopes, oldest first; the last is the active one."""
+        """Live key envelopes, oldest first; the last is the active one."""
         async with self.db.read() as conn:
             result = await conn.execute(
-                select(dc_keys.c.key_id, dc_keys.c.envelope, dc_keys.c.created_at)
-                .where(dc_keys.c.retired_at.is_(None))
-                .order_by(dc_keys.c.created_at, dc_keys.c.key_id)
+                select(dc_keys.c.key_id, dc_keys.c.envelope, dc_keys.c.created_at).where(
+                    dc_keys.c.retired_at.is_(None)
+                )
             )
-            return [KeyRow(r.key_id, bytes(r.envelope), float(r.created_at)) for r in result]
+            found = [KeyRow(r.key_id, bytes(r.envelope), float(r.created_at)) for r in result]
+        return sorted(found, key=lambda row: key_number(row.key_id))
 
     async def count(self) -> int:
         async with self.db.read() as conn:
@@ -49,11 +62,13 @@ class DcKeyTable:
                 insert(dc_keys).values(key_id=key_id, envelope=envelope, created_at=now)
             )
 
-    async def retire(self, key_id: str, now: float) -> None:
+    async def forget(self, key_id: str) -> bool:
+        """Delete a replaced key's envelope, in one statement, only if no chat refers to it;
+        True if it is gone. (A kept envelope would stay openable by its old custodians.)"""
+        in_use = select(chats.c.id).where(chats.c.key_id == key_id).exists()
         async with self.db.write() as conn:
-            await conn.execute(
-                update(dc_keys).where(dc_keys.c.key_id == key_id).values(retired_at=now)
-            )
+            result = await conn.execute(delete(dc_keys).where(dc_keys.c.key_id == key_id, ~in_use))
+        return bool(result.rowcount)
 
     async def chat_count(self) -> int:
         async with self.db.read() as conn:
@@ -96,4 +111,4 @@ class DcKeyTable:
         return len(batch)
 
 
-__all__ = ["DcKeyTable", "KeyRow"]
+__all__ = ["DcKeyTable", "KeyRow", "key_number"]

@@ -61,6 +61,9 @@ def _sqlite_pragmas(synchronous: SqliteSync) -> Any:
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA temp_store=MEMORY")
+        # Overwrite deleted content (a number no longer shown, erased IP records) rather
+        # than leave it in free pages; some SQLite builds default to off.
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.execute("PRAGMA wal_autocheckpoint=0")  # Engines.checkpoint does it, off-loop
         cursor.close()

@@ -29,6 +29,9 @@ from samizdat.store.tables import ip_log, users
 log = logging.getLogger(__name__)
 DAY = 86_400.0
 MAX_PENDING_IPS = 100_000
+#: Distinct addresses logged per device per day; beyond it, one that hops addresses (a whole
+#: IPv6 prefix, say) could grow the log and the sealing work without bound.
+MAX_ADDRESSES_PER_DEVICE_DAY = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,7 @@ class IdentityRecords:
         self.custody = custody
         self.ip_retention_seconds = ip_retention_seconds
         self._seen_today: set[bytes] = set()
+        self._per_device: dict[int, int] = {}
         self._day = -1
         self._pending: list[dict[str, object]] = []
 
@@ -77,10 +81,14 @@ class IdentityRecords:
         """
         day = int(now // DAY)
         if day != self._day:
-            self._day, self._seen_today = day, set()
+            self._day, self._seen_today, self._per_device = day, set(), {}
         seen = self.keyring.ip_seen_digest(device_id, ip, day)
         if seen in self._seen_today or len(self._pending) >= MAX_PENDING_IPS:
             return
+        logged = self._per_device.get(device_id, 0)
+        if logged >= MAX_ADDRESSES_PER_DEVICE_DAY:
+            return
+        self._per_device[device_id] = logged + 1
         self._seen_today.add(seen)
         payload = orjson.dumps({"ip": ip, "at": round(now, 3), "device": device_id})
         self._pending.append(

@@ -124,6 +124,10 @@ class SqlStore:
             await self.identity.flush()
         await self.db.close()
 
+    async def user_count(self) -> int:
+        async with self._read() as conn:
+            return int((await conn.execute(select(func.count()).select_from(users))).scalar_one())
+
     async def ping(self) -> None:
         async with self._read() as conn:
             await conn.execute(select(1))

@@ -75,7 +75,9 @@ def court(custodian: Custodian) -> CourtKey:
 
 @pytest.fixture
 async def http(custodian: Custodian) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=custodian_app(custodian))
+    # No rate limit here: these tests send hundreds of requests from one address.
+    app = custodian_app(custodian, requests_per_second=1e6, burst=1e6)
+    transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
         yield client
 
@@ -479,3 +481,18 @@ async def test_a_custodian_that_cannot_be_reached_is_unreachable() -> None:
             await client.info()
     finally:
         await client.aclose()
+
+
+async def test_a_flood_from_one_address_is_turned_away_without_an_entry_per_request(
+    custodian: Custodian,
+) -> None:
+    app = custodian_app(custodian, requests_per_second=1.0, burst=3.0)
+    transport = httpx.ASGITransport(app=app)
+    before = len(custodian.audit)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+        statuses = [(await client.post("/v1/unseal", content=b"{}")).status_code for _ in range(20)]
+        info = await client.get("/v1/info")
+    assert statuses[:3] == [400, 400, 400]
+    assert set(statuses[3:]) == {429}
+    assert info.status_code == 200
+    assert len(custodian.audit) == before + 3  # the three it read; the rest are not written

@@ -335,15 +335,19 @@ async def test_two_countries_orders_open_a_phone_record_that_no_audit_log_holds(
     payload, outcomes = await disclose_record(envelope, orders=orders, custodians=refs)
 
     assert payload == PHONE.encode()
-    assert [(o.custodian_id, o.ok) for o in outcomes] == [
+    # The answer comes as soon as two shares open it; the third custodian (no order of its
+    # own country) is not waited for, and if it was asked it refused.
+    assert {(o.custodian_id, o.ok) for o in outcomes} >= {
         ("custodian-de", True),
         ("custodian-ch", True),
-        ("custodian-is", False),
-    ]
+    }
+    assert ("custodian-is", True) not in {(o.custodian_id, o.ok) for o in outcomes}
     for cid, c in custodians.items():
         entry = last_entry(c)
-        assert entry.subject == "dc:xa/user:1/phone"
-        assert entry.outcome == ("refused" if cid == "custodian-is" else "granted")
+        if cid == "custodian-is":
+            assert entry.outcome != "granted"
+        else:
+            assert (entry.subject, entry.outcome) == ("dc:xa/user:1/phone", "granted")
         log = (c.directory / "audit.log").read_bytes()
         assert verify_log(c.directory / "audit.log")
         for secret in (PHONE, PHONE.lstrip("+"), b64(envelope.to_bytes())[:64]):

@@ -46,3 +46,11 @@ def test_bad_configuration_is_refused_with_the_key_named(
 def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_settings(tmp_path / "absent.toml")
+
+
+def test_an_install_from_before_dc_ids_keeps_its_database_file(tmp_path: Path) -> None:
+    assert load_settings(None, data_dir=tmp_path).database_url.endswith("/dc-local.sqlite3")
+    (tmp_path / "samizdat.sqlite3").write_bytes(b"")
+    assert load_settings(None, data_dir=tmp_path).database_url.endswith("/samizdat.sqlite3")
+    (tmp_path / "dc-local.sqlite3").write_bytes(b"")
+    assert load_settings(None, data_dir=tmp_path).database_url.endswith("/dc-local.sqlite3")
