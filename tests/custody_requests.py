@@ -37,6 +37,9 @@ NOW = 1_700_000_000.0
 NOW_MS = int(NOW * 1000)
 MINUTE_MS = 60_000
 DAY_MS = 24 * 60 * MINUTE_MS
+#: The custodian and DC the custody unit tests use.
+CUSTODIAN = "custodian-xb"
+DC = "local"
 DC_KEY = b"the 32-byte DC key of dc:local.."
 
 

@@ -40,7 +40,9 @@ from samizdat.custody.protocol import (
 )
 from samizdat.custody.service import Custodian
 from tests.custody_requests import (
+    CUSTODIAN,
     DAY_MS,
+    DC,
     DC_KEY,
     CourtKey,
     dc_key_envelope,
@@ -49,21 +51,7 @@ from tests.custody_requests import (
     signed_unseal,
 )
 
-DC = "local"
-CUSTODIAN = "custodian-xb"
 BASE_URL = "http://custodian.test"
-
-
-@pytest.fixture
-def custodian(tmp_path: Path) -> Custodian:
-    return Custodian.init(tmp_path / CUSTODIAN, CUSTODIAN, "XB")
-
-
-@pytest.fixture
-def node(tmp_path: Path, custodian: Custodian) -> NodeKey:
-    key = NodeKey.load_or_create(tmp_path / "node.key")
-    custodian.enroll_node(key.encoded(), DC)
-    return key
 
 
 @pytest.fixture

@@ -27,7 +27,9 @@ from samizdat.custody.policy import Refusal, RefusalCode
 from samizdat.custody.protocol import answer_message, b64, request_digest, unb64
 from samizdat.custody.service import Custodian, CustodianStateError
 from tests.custody_requests import (
+    CUSTODIAN,
     DAY_MS,
+    DC,
     DC_KEY,
     NOW,
     NOW_MS,
@@ -40,21 +42,7 @@ from tests.custody_requests import (
     unseal_request,
 )
 
-DC = "local"
-CUSTODIAN = "custodian-xb"
 PHONE = "+999661234567"
-
-
-@pytest.fixture
-def custodian(tmp_path: Path) -> Custodian:
-    return Custodian.init(tmp_path / CUSTODIAN, CUSTODIAN, "XB")
-
-
-@pytest.fixture
-def node(tmp_path: Path, custodian: Custodian) -> NodeKey:
-    key = NodeKey.load_or_create(tmp_path / "node.key")
-    custodian.enroll_node(key.encoded(), DC)
-    return key
 
 
 def public(custodian: Custodian) -> CustodianPublic:
