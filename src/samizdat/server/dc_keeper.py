@@ -199,12 +199,12 @@ class DcKeeper:
         if legacy.exists():
             raw = legacy.read_bytes()
             if len(raw) != 32:
-                raise Unavailable(f"{legacy} is not a 32-byte key; refusing to guess")
+                raise Unavailable(f"{LEGACY_KEY_FILE} is not a 32-byte key; refusing to guess")
             if await self.store.dc_keys.chat_count() == 0 and await self.store.user_count() == 0:
                 raise Unavailable(
-                    f"{legacy} exists but this DC's database is empty: refusing to import the "
-                    "key into the wrong database (is the old samizdat.sqlite3, or the old "
-                    "database_url, what this DC is configured with?)"
+                    f"{LEGACY_KEY_FILE} exists but this DC's database is empty: refusing to "
+                    "import the key into the wrong database (is the old samizdat.sqlite3, or "
+                    "the old database_url, what this DC is configured with?)"
                 )
             key = DcKey(raw, raw, "file:1")
         else:
