@@ -9,7 +9,7 @@ server's node key with ``enroll-node``, and keeps ``serve`` running.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -17,9 +17,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from samizdat.cli.output import JsonFlag, Output
-from samizdat.crypto.custody_keys import KeyFormatError, unb64
-from samizdat.custody.audit import AuditError
-from samizdat.custody.service import Custodian, CustodianStateError
+
+if TYPE_CHECKING:  # imported when a command runs: every other command starts faster
+    from samizdat.custody.service import Custodian
 
 custodian_app = typer.Typer(
     help="Run a key custodian: it holds shares of DC keys and identity records and opens "
@@ -36,6 +36,10 @@ DirOption = Annotated[
 
 
 def _open(directory: Path, out: Output) -> Custodian:
+    from samizdat.crypto.custody_keys import KeyFormatError
+    from samizdat.custody.audit import AuditError
+    from samizdat.custody.service import Custodian, CustodianStateError
+
     try:
         return Custodian(directory)
     except (CustodianStateError, AuditError, KeyFormatError) as exc:
@@ -61,6 +65,8 @@ def init(
     json_: JsonFlag = False,
 ) -> None:
     """Create a custodian's keys and state; prints the public key for the server's config."""
+    from samizdat.custody.service import Custodian, CustodianStateError
+
     out = Output(json_, ctx.obj)
     try:
         custodian = Custodian.init(directory, custodian_id, jurisdiction.upper())
@@ -112,6 +118,8 @@ def enroll_node(
     json_: JsonFlag = False,
 ) -> None:
     """Let a server node unseal its DC's key (only that DC's)."""
+    from samizdat.crypto.custody_keys import KeyFormatError
+
     out = Output(json_, ctx.obj)
     custodian = _open(directory, out)
     try:
@@ -149,6 +157,8 @@ def add_court(
 ) -> None:
     """Recognise a court of this custodian's own jurisdiction (its orders may then open
     identity records, within the disclosure policy)."""
+    from samizdat.crypto.custody_keys import KeyFormatError, unb64
+
     out = Output(json_, ctx.obj)
     custodian = _open(directory, out)
     try:

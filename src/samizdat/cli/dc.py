@@ -12,11 +12,8 @@ import time
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
-import httpx
 import typer
 from rich.markup import escape
-from rich.progress import Progress
-from rich.table import Table
 
 from samizdat.cli.output import JsonFlag, Output
 
@@ -38,6 +35,8 @@ def _fail(out: Output, message: str, code: str = "UNAVAILABLE") -> NoReturn:
 
 
 def _get_status(out: Output, server: str) -> list[dict[str, Any]]:
+    import httpx  # here, not at the top: every other command starts faster
+
     try:
         response = httpx.get(server.rstrip("/") + "/status", timeout=10)
         response.raise_for_status()
@@ -53,6 +52,8 @@ def status(
     json_: JsonFlag = False,
 ) -> None:
     """Each DC sealed or unsealed and each custodian reachable or not (exit 2 if sealed)."""
+    from rich.table import Table
+
     out = Output(json_, ctx.obj)
     dcs = _get_status(out, server)
     if out.json:
@@ -110,6 +111,8 @@ def rotate_key(
 ) -> None:
     """Make a new DC key, seal it to the custodians and re-wrap every chat key under it,
     while the server keeps serving; then retire the old key."""
+    import httpx
+
     from samizdat.server.bootstrap import ADMIN_TOKEN_FILE
 
     out = Output(json_, ctx.obj)
@@ -144,6 +147,8 @@ def rotate_key(
 
 
 def _follow(out: Output, server: str, dc: str, new_key: str) -> dict[str, Any]:
+    from rich.progress import Progress
+
     with Progress(disable=out.json, transient=True) as progress:
         task = progress.add_task("re-wrapping chat keys", total=None)
         while True:

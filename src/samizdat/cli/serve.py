@@ -8,8 +8,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from samizdat.server.settings import ConfigError, load_settings
-
 err = Console(stderr=True)
 
 
@@ -34,6 +32,7 @@ def serve(
     from samizdat.server.bootstrap import serve as run_server
     from samizdat.server.custodians import uses_in_process_custodians
     from samizdat.server.logs import configure_logging
+    from samizdat.server.settings import ConfigError, load_settings
 
     overrides: dict[str, object] = {"data_dir": data, "host": host, "port": port}
     if dev:
