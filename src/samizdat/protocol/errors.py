@@ -24,6 +24,7 @@ the server raised.
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -114,7 +115,9 @@ class RateLimited(SamizdatError):
         self.retry_after = retry_after
 
     def to_wire(self) -> dict[str, Any]:
-        return {**super().to_wire(), "retry_after": round(self.retry_after, 3)}
+        # Rounded up to the millisecond: a wait of 0.0004 s must not read as "no wait".
+        waited = max(math.ceil(self.retry_after * 1000), 1) / 1000
+        return {**super().to_wire(), "retry_after": waited}
 
 
 class Unavailable(SamizdatError):

@@ -124,3 +124,8 @@ def test_client_session_matches_responses_errors_and_updates() -> None:
     assert pushed == UpdateReceived(7, {"type": "typing", "chat_id": 1, "user_id": 2})
     with pytest.raises(ProtocolError):
         session.receive(b"{}")
+
+
+def test_a_tiny_flood_wait_never_reads_as_no_wait_on_the_wire() -> None:
+    assert RateLimited("slow down", retry_after=0.0004).to_wire()["retry_after"] == 0.001
+    assert RateLimited("slow down", retry_after=1.2341).to_wire()["retry_after"] == 1.235
