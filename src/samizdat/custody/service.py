@@ -31,7 +31,7 @@ from samizdat.crypto.custody_keys import (
     grant_share,
 )
 from samizdat.crypto.private_files import write_private
-from samizdat.crypto.threshold import Envelope, EnvelopeError
+from samizdat.crypto.threshold import Envelope, EnvelopeError, Share
 from samizdat.custody.audit import AuditLog
 from samizdat.custody.policy import (
     Court,
@@ -300,6 +300,7 @@ class Custodian:
             ) from None
         try:
             check(envelope, at)
+            share, grant = self._share_for(request, envelope)
         except Refusal as refusal:
             raise self.refuse(
                 kind,
@@ -309,7 +310,20 @@ class Custodian:
                 nonce=request.nonce,
                 now=at,
             ) from None
-        return self._grant(kind, request, envelope, requester, at)
+        return self._grant(kind, request, envelope, requester, at, share, grant)
+
+    def _share_for(
+        self, request: UnsealRequest | DiscloseRequest, envelope: Envelope
+    ) -> tuple[Share, bytes]:
+        """Open this custodian's share and seal it to the requester (a Refusal if it can't)."""
+        try:
+            share = self._keys.open_share(envelope, self.identity.custodian_id)
+            grant = grant_share(share, unb64(request.requester_key), request_digest(request))
+        except (EnvelopeError, ValueError):
+            raise Refusal(
+                RefusalCode.NO_SHARE, "this envelope holds no share that opens here"
+            ) from None
+        return share, grant
 
     def _grant(
         self,
@@ -318,20 +332,9 @@ class Custodian:
         envelope: Envelope,
         requester: str,
         now: float,
+        share: Share,
+        grant: bytes,
     ) -> Answer:
-        try:
-            share = self._keys.open_share(envelope, self.identity.custodian_id)
-            grant = grant_share(share, unb64(request.requester_key), request_digest(request))
-        except (EnvelopeError, ValueError):
-            refusal = Refusal(RefusalCode.NO_SHARE, "this envelope holds no share that opens here")
-            raise self.refuse(
-                kind,
-                refusal,
-                requester=requester,
-                subject=envelope.owner,
-                nonce=request.nonce,
-                now=now,
-            ) from None
         self.audit.append(
             at=now,
             kind=kind,
