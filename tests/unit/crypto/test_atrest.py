@@ -171,3 +171,12 @@ def test_data_sealed_under_a_pre_custody_key_file_opens_after_its_import() -> No
     assert ring.open_text(7, 70, text) == "written before custody"
     assert ring.open_phone(3, phone) == "+15550000000"
     assert ring.phone_lookup("+15550000000") == lookup
+
+
+def test_a_node_that_has_not_opened_a_newer_key_makes_no_chat_keys_until_it_has() -> None:
+    ring = keyring()
+    ring.hold_new_chats(True)
+    with pytest.raises(DcSealed, match="re-keyed"):
+        ring.new_chat_key(1)
+    ring.install([dc_key(), DcKey.generate("k2", keep_index_of=dc_key())], "k2")
+    assert ring.new_chat_key(1)  # installing the new key lifts the hold

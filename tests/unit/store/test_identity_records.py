@@ -111,3 +111,13 @@ async def test_legacy_numbers_are_sealed_to_custodians_and_hidden_ones_lose_thei
     for user_id in (1, 2):
         sealed = bytes(rows[user_id].phone_envelope)
         assert open_with(sealed, ("c-xc", "c-xd")) == f"+99966100000{user_id}".encode()
+
+
+async def test_a_device_hopping_addresses_is_logged_at_most_64_times_a_day(
+    records: IdentityRecords,
+) -> None:
+    now = 1_800_000_000.0
+    for n in range(100):
+        records.note_ip(1, 10, f"2001:db8::{n:x}", now)
+    records.note_ip(1, 11, "2001:db8::1", now)  # another device still gets its record
+    assert await records.flush() == 65
