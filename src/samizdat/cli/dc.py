@@ -88,23 +88,37 @@ def status(
 @dc_app.command("node-key")
 def node_key(
     ctx: typer.Context,
+    dc: Annotated[
+        str | None, typer.Argument(help="The DC (default: the configuration's default DC)")
+    ] = None,
     data: DataOption = Path("./var"),
+    config: Annotated[
+        Path | None, typer.Option("--config", help="The server's TOML configuration")
+    ] = None,
     json_: JsonFlag = False,
 ) -> None:
-    """This node's public key (created if new): custodians enrol it with
-    `samizdat custodian enroll-node`."""
+    """This node's public key for one DC (created if new): each of that DC's custodians
+    enrols it with `samizdat custodian enroll-node KEY DC`."""
     from samizdat.crypto.custody_keys import NodeKey
-    from samizdat.server.bootstrap import NODE_KEY_FILE
+    from samizdat.server.settings import ConfigError, load_settings
 
     out = Output(json_, ctx.obj)
-    key = NodeKey.load_or_create(data / NODE_KEY_FILE)
-    out.result({"node_key": key.encoded()}, key.encoded())
+    try:
+        settings = load_settings(config, data_dir=data)
+    except ConfigError as exc:
+        _fail(out, str(exc), "CONFIG")
+    chosen = next((d for d in settings.dcs if d.id == (dc or settings.dc.id)), None)
+    if chosen is None:
+        _fail(out, f"no DC {dc!r} in the configuration", "DC_NOT_SERVED")
+    data.mkdir(parents=True, exist_ok=True)
+    key = NodeKey.load_or_create(settings.node_key_file(chosen))
+    out.result({"dc": chosen.id, "node_key": key.encoded()}, key.encoded())
 
 
 @dc_app.command("rotate-key")
 def rotate_key(
     ctx: typer.Context,
-    dc: Annotated[str, typer.Argument(help="The DC to re-key (the one this server serves)")],
+    dc: Annotated[str, typer.Argument(help="The DC to re-key (one this server serves)")],
     data: DataOption = Path("./var"),
     server: ServerOption = "http://127.0.0.1:8080",
     json_: JsonFlag = False,
@@ -126,6 +140,7 @@ def rotate_key(
     try:
         response = httpx.post(
             server.rstrip("/") + "/admin/rotate-key",
+            params={"dc": dc},
             headers={"authorization": f"Bearer {token}"},
             timeout=10,
         )

@@ -25,6 +25,10 @@ class UpdateKind(StrEnum):
     CHAT_LEFT = "chat_left"
 
 
+#: Updates about one message, whose body carries the message as it now is.
+MESSAGE_KINDS = frozenset({UpdateKind.NEW_MESSAGE, UpdateKind.MESSAGE_EDITED, UpdateKind.REACTION})
+
+
 @dataclass(frozen=True, slots=True)
 class UpdateRef:
     """One update before numbering: who gets it and what it refers to.
@@ -51,4 +55,4 @@ class Delivery:
     ref: UpdateRef
 
 
-__all__ = ["Delivery", "UpdateKind", "UpdateRef"]
+__all__ = ["MESSAGE_KINDS", "Delivery", "UpdateKind", "UpdateRef"]

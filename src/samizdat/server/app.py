@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import orjson
 from fastapi import FastAPI, Request
@@ -13,19 +13,21 @@ from fastapi.responses import Response
 from samizdat.bus.events import BusEvent, DevicesRevoked
 from samizdat.bus.ports import Bus
 from samizdat.core.ids import SnowflakeGenerator
+from samizdat.core.updates import Delivery
 from samizdat.crypto.tokens import AdminToken
-from samizdat.protocol.errors import AuthError, SamizdatError
+from samizdat.protocol.errors import AuthError, NotFound, SamizdatError
 from samizdat.server.asgi import SamizdatApp
 from samizdat.server.clock import Clock
-from samizdat.server.dc_keeper import DcKeeper
 from samizdat.server.deps import Deps
 from samizdat.server.directory import ChatDirectory
 from samizdat.server.gateway import Gateway
 from samizdat.server.http import add_rpc_routes, error_response, install_openapi
 from samizdat.server.hub import Hub
 from samizdat.server.metrics import Metrics
+from samizdat.server.placement import DcRouter, ServedDc
 from samizdat.server.rpc import Dispatcher
 from samizdat.server.services.auth import AuthService
+from samizdat.server.services.publish import publish_fetched
 from samizdat.server.settings import ServerSettings
 from samizdat.server.verifier import CodeIssuer
 from samizdat.store.sql import SqlStore
@@ -35,26 +37,32 @@ log = logging.getLogger(__name__)
 
 def create_app(
     settings: ServerSettings,
-    store: SqlStore,
+    served: Sequence[ServedDc],
     bus: Bus,
     clock: Clock,
     issuer: CodeIssuer,
-    keeper: DcKeeper,
     admin: AdminToken,
 ) -> SamizdatApp:
     """Build the ASGI app. The caller owns store/bus lifetimes only until the app starts:
     the app's lifespan starts them and closes them on shutdown."""
     metrics = Metrics()
+    dcs = DcRouter(served, settings.homing, settings.dc.id)
     deps = Deps(
         settings,
-        store,
+        dcs,
         bus,
         clock,
         SnowflakeGenerator(settings.node_id),
         metrics,
-        ChatDirectory(store),
+        ChatDirectory(dcs),
     )
-    store.commits.on_batch = metrics.batch_size.observe
+    for dc in served:
+        dc.store.commits.on_batch = metrics.batch_size.observe
+
+    async def publish_moved(source: SqlStore, deliveries: list[Delivery]) -> None:
+        await publish_fetched(deps, source, deliveries)
+
+    dcs.on_moved = publish_moved
     auth = AuthService(deps, issuer)
     dispatcher = Dispatcher(deps, auth)
     hub = Hub(metrics, deps.chats.invalidate)
@@ -66,16 +74,23 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await store.start()
+        for dc in served:
+            await dc.store.start()
         await bus.start(on_event)
-        await keeper.start()
-        log.info("samizdat ready", extra={"dev": settings.dev, "dc": str(keeper.state)})
+        for dc in served:
+            await dc.keeper.start()
+        await dcs.start()
+        states = {dc.settings.id: str(dc.keeper.state) for dc in served}
+        log.info("samizdat ready", extra={"dev": settings.dev, "dcs": states})
         try:
             yield
         finally:
+            await dcs.stop()
             await bus.close()
-            await keeper.stop()
-            await store.close()
+            for dc in served:
+                await dc.keeper.stop()
+            for dc in served:
+                await dc.store.close()
             await issuer.aclose()
 
     app = FastAPI(
@@ -91,28 +106,38 @@ def create_app(
 
     @app.get("/health", include_in_schema=False)
     async def health() -> Response:
-        """200 only when this node can serve: database reachable and DC unsealed."""
+        """200 when this node can serve: every database reachable and some DC unsealed (the
+        body names any sealed DC: its users get UNAVAILABLE while the others are served)."""
         try:
-            await store.ping()
-            store.keyring.require_unsealed()
+            for dc in served:
+                await dc.store.ping()
+            dcs.require_any_unsealed()
         except SamizdatError as exc:
             return error_response(exc)
-        return Response(b'{"status":"ok"}', media_type="application/json")
+        sealed = [dc.settings.id for dc in served if not dc.store.keyring.unsealed]
+        return Response(
+            orjson.dumps({"status": "ok", "sealed": sealed}), media_type="application/json"
+        )
 
     @app.get("/status", include_in_schema=False)
     async def status() -> Response:
-        """The served DC (sealed or not) and whether each of its custodians answers."""
-        body = {"dcs": [await keeper.status()]}
+        """Each served DC (sealed or not) and whether each of its custodians answers."""
+        body = {"dcs": [await dc.keeper.status() for dc in served]}
         return Response(orjson.dumps(body), media_type="application/json")
 
     @app.post("/admin/rotate-key", include_in_schema=False)
     async def rotate_key(request: Request) -> Response:
-        """Start re-keying the served DC (``samizdat dc rotate-key``); progress in /status."""
+        """Start re-keying a served DC (``samizdat dc rotate-key``; ``?dc=`` names it, else the
+        default DC); progress in /status."""
         presented = request.headers.get("authorization", "").removeprefix("Bearer ")
         if not admin.matches(presented):
             return error_response(AuthError("this needs the operator's admin token"))
+        wanted = request.query_params.get("dc", settings.dc.id)
+        chosen = next((dc for dc in served if dc.settings.id == wanted), None)
+        if chosen is None:
+            return error_response(NotFound(f"this node serves no DC {wanted[:32]!r}"))
         try:
-            new_key = keeper.start_rotation()
+            new_key = chosen.keeper.start_rotation()
         except SamizdatError as exc:
             return error_response(exc)
         return Response(orjson.dumps({"new_key": new_key}), media_type="application/json")

@@ -15,6 +15,7 @@ from samizdat.server.asgi import SamizdatApp
 from samizdat.server.clock import SystemClock
 from samizdat.server.custodians import custodian_refs
 from samizdat.server.dc_keeper import DcKeeper
+from samizdat.server.placement import ServedDc
 from samizdat.server.settings import ServerSettings
 from samizdat.server.verifier import CodeIssuer, WebhookVerifier
 from samizdat.store.engine import open_engines
@@ -23,7 +24,6 @@ from samizdat.store.migrate import migrate
 from samizdat.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
-NODE_KEY_FILE = "node.key"
 ADMIN_TOKEN_FILE = "admin.token"
 
 #: uvicorn drops a WebSocket frame beyond this size at the protocol level; frames between the
@@ -31,43 +31,49 @@ ADMIN_TOKEN_FILE = "admin.token"
 WS_HARD_LIMIT = 1024 * 1024
 
 
-async def open_dc(settings: ServerSettings) -> tuple[SqlStore, DcKeeper]:
-    """The served DC's database (migrated) with a sealed keyring, and its keeper.
+async def open_dcs(settings: ServerSettings) -> list[ServedDc]:
+    """Every configured DC's database (migrated) with a sealed keyring, and its keeper.
 
     Nothing is unsealed here; ``DcKeeper.start`` (in the app's lifespan) asks the custodians.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    dc = settings.dc
-    node_key = NodeKey.load_or_create(settings.data_dir / NODE_KEY_FILE)
-    refs = custodian_refs(settings, node_key)
-    by_id = {ref.custodian_id: ref for ref in refs}
-    custody = Custody(
-        dc.id, tuple(by_id[c].public.recipient(c) for c in dc.custodians), dc.threshold
-    )
-    engines = open_engines(
-        settings.database_url, sqlite_synchronous=settings.storage.sqlite_synchronous
-    )
-    await migrate(engines)
-    store = SqlStore(
-        engines,
-        Keyring(dc.id),
-        custody,
-        max_batch=settings.storage.max_batch,
-        secret_retention=settings.storage.secret_retention_seconds,
-        ip_retention=settings.identity.ip_retention_days * DAY,
-    )
-    keeper = DcKeeper(dc, store, node_key, refs, data_dir=settings.data_dir)
-    return store, keeper
+    node_keys = {dc.id: NodeKey.load_or_create(settings.node_key_file(dc)) for dc in settings.dcs}
+    refs_by_dc = custodian_refs(settings, node_keys)
+    served = []
+    for dc in settings.dcs:
+        refs = refs_by_dc[dc.id]
+        by_id = {ref.custodian_id: ref for ref in refs}
+        custody = Custody(
+            dc.id, tuple(by_id[c].public.recipient(c) for c in dc.custodians), dc.threshold
+        )
+        engines = open_engines(
+            settings.database_url_of(dc), sqlite_synchronous=settings.storage.sqlite_synchronous
+        )
+        await migrate(engines)
+        store = SqlStore(
+            engines,
+            Keyring(dc.id),
+            custody,
+            max_batch=settings.storage.max_batch,
+            secret_retention=settings.storage.secret_retention_seconds,
+            ip_retention=settings.identity.ip_retention_days * DAY,
+        )
+        default = dc.id == settings.dc.id
+        keeper = DcKeeper(
+            dc, store, node_keys[dc.id], refs, data_dir=settings.data_dir, legacy_key=default
+        )
+        served.append(ServedDc(dc, store, keeper))
+    return served
 
 
 async def build_app(settings: ServerSettings) -> SamizdatApp:
-    store, keeper = await open_dc(settings)
+    served = await open_dcs(settings)
     verifier = None
     if settings.verifier.webhook_url is not None:
         verifier = WebhookVerifier(str(settings.verifier.webhook_url))
     issuer = CodeIssuer(verifier, dev_mode=settings.dev)
     admin = AdminToken(settings.data_dir / ADMIN_TOKEN_FILE)
-    return create_app(settings, store, InProcessBus(), SystemClock(), issuer, keeper, admin)
+    return create_app(settings, served, InProcessBus(), SystemClock(), issuer, admin)
 
 
 async def serve(settings: ServerSettings) -> None:
@@ -92,4 +98,4 @@ async def serve(settings: ServerSettings) -> None:
     await uvicorn.Server(config).serve()
 
 
-__all__ = ["ADMIN_TOKEN_FILE", "NODE_KEY_FILE", "build_app", "open_dc", "serve"]
+__all__ = ["ADMIN_TOKEN_FILE", "build_app", "open_dcs", "serve"]

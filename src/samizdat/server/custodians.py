@@ -1,4 +1,4 @@
-"""Reach the served DC's custodians as its configuration names them.
+"""Reach each served DC's custodians as its configuration names them.
 
 A custodian with a ``url`` is a separate service (``samizdat custodian serve``), known by its
 configured public key. One without is *in-process*: its state lives under
@@ -13,6 +13,7 @@ new custodian that could open nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import orjson
@@ -75,9 +76,9 @@ class MissingCustodian:
         return None
 
 
-def _in_process(
-    spec: CustodianSettings, dc: DcSettings, root: Path, node_key: NodeKey, first_start: bool
-) -> CustodianRef:
+def _open_in_process(
+    spec: CustodianSettings, root: Path, first_start: bool
+) -> Custodian | MissingCustodian:
     directory = root / spec.id
     public_keys = root / PUBLIC_KEYS_FILE
     try:
@@ -92,9 +93,7 @@ def _in_process(
                     f"in-process custodian {spec.id}: no state in {directory} and no known "
                     "public key; restore its directory from a backup"
                 )
-            public = CustodianPublic.decode(known[spec.id])
-            missing = MissingCustodian(spec.id, directory, known[spec.id])
-            return CustodianRef(spec.id, public, missing)
+            return MissingCustodian(spec.id, directory, known[spec.id])
     except (CustodianStateError, AuditError, KeyFormatError) as exc:
         raise ConfigError(f"in-process custodian {spec.id}: {exc}") from exc
     if custodian.identity.jurisdiction != spec.jurisdiction:
@@ -102,37 +101,57 @@ def _in_process(
             f"custodian {spec.id} in {directory} is in {custodian.identity.jurisdiction}, "
             f"not {spec.jurisdiction} as configured"
         )
-    if node_key.encoded() not in custodian.nodes:
-        custodian.enroll_node(node_key.encoded(), dc.id)
-    public = CustodianPublic.decode(custodian.public_key)
     if spec.public_key is not None and spec.public_key != custodian.public_key:
         raise ConfigError(f"custodian {spec.id}: public_key does not match its state")
     known = orjson.loads(public_keys.read_bytes()) if public_keys.exists() else {}
     if known.get(spec.id) != custodian.public_key:
         write_private(public_keys, orjson.dumps({**known, spec.id: custodian.public_key}))
-    return CustodianRef(spec.id, public, InProcessCustodianClient(custodian))
+    return custodian
 
 
-def custodian_refs(settings: ServerSettings, node_key: NodeKey) -> list[CustodianRef]:
-    """One reference per custodian of the served DC, in the DC's configured order."""
-    dc = settings.dc
+def _in_process_ref(
+    spec: CustodianSettings, dc: DcSettings, node_key: NodeKey, held: Custodian | MissingCustodian
+) -> CustodianRef:
+    if isinstance(held, MissingCustodian):
+        return CustodianRef(spec.id, CustodianPublic.decode(held.public_key), held)
+    if node_key.encoded() not in held.nodes:
+        held.enroll_node(node_key.encoded(), dc.id)
+    return CustodianRef(
+        spec.id, CustodianPublic.decode(held.public_key), InProcessCustodianClient(held)
+    )
+
+
+def custodian_refs(
+    settings: ServerSettings, node_keys: Mapping[str, NodeKey]
+) -> dict[str, list[CustodianRef]]:
+    """Per DC (by id), one reference per custodian, in the DC's configured order.
+
+    An in-process custodian serving several DCs is one instance (one audit log) and enrols
+    each DC's node key. Its state is created only on the very first start (no custodians
+    directory yet); later a missing one counts as down rather than being replaced.
+    """
     root = settings.data_dir / "custodians"
     first_start = not root.exists()
-    refs = []
-    for spec in settings.custodians_of(dc):
-        if spec.url is None:
-            refs.append(_in_process(spec, dc, root, node_key, first_start))
-            continue
-        try:
-            public = CustodianPublic.decode(spec.public_key or "")
-        except KeyFormatError as exc:
-            raise ConfigError(f"custodians.{spec.id}.public_key: {exc}") from exc
-        refs.append(CustodianRef(spec.id, public, HttpCustodianClient(spec.id, str(spec.url))))
-    return refs
+    held: dict[str, Custodian | MissingCustodian] = {}
+    out: dict[str, list[CustodianRef]] = {}
+    for dc in settings.dcs:
+        refs = out[dc.id] = []
+        for spec in settings.custodians_of(dc):
+            if spec.url is None:
+                if spec.id not in held:
+                    held[spec.id] = _open_in_process(spec, root, first_start)
+                refs.append(_in_process_ref(spec, dc, node_keys[dc.id], held[spec.id]))
+                continue
+            try:
+                public = CustodianPublic.decode(spec.public_key or "")
+            except KeyFormatError as exc:
+                raise ConfigError(f"custodians.{spec.id}.public_key: {exc}") from exc
+            refs.append(CustodianRef(spec.id, public, HttpCustodianClient(spec.id, str(spec.url))))
+    return out
 
 
 def uses_in_process_custodians(settings: ServerSettings) -> bool:
-    return any(spec.url is None for spec in settings.custodians_of(settings.dc))
+    return any(spec.url is None for spec in settings.custodians)
 
 
 __all__ = ["MissingCustodian", "custodian_refs", "uses_in_process_custodians"]

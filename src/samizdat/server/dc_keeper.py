@@ -81,6 +81,7 @@ class DcKeeper:
         custodians: Sequence[CustodianRef],
         *,
         data_dir: Path,
+        legacy_key: bool = True,
         retry_max: float = 10.0,
         watch_interval: float = 2.0,
     ) -> None:
@@ -90,6 +91,9 @@ class DcKeeper:
         self.node_key = node_key
         self.custodians = list(custodians)
         self.data_dir = data_dir
+        #: Whether a pre-custody ``dc.key`` in the data directory is this DC's (the default
+        #: DC's only: from before a node served several DCs).
+        self.legacy_key = legacy_key
         self.retry_max = retry_max
         self.watch_interval = watch_interval
         self.state = DcState.SEALED
@@ -196,7 +200,7 @@ class DcKeeper:
     async def _first_key(self) -> None:
         """No envelope yet: make the DC's first key (or import a pre-custody key file)."""
         legacy = self.data_dir / LEGACY_KEY_FILE
-        if legacy.exists():
+        if self.legacy_key and legacy.exists():
             raw = legacy.read_bytes()
             if len(raw) != 32:
                 raise Unavailable(f"{LEGACY_KEY_FILE} is not a 32-byte key; refusing to guess")
@@ -226,7 +230,7 @@ class DcKeeper:
         node is either the imported key (now safely in custody) or a stale copy; erase it.
         Every node of the DC does this at its start, so no copy stays on any of them."""
         legacy = self.data_dir / LEGACY_KEY_FILE
-        if not legacy.exists():
+        if not self.legacy_key or not legacy.exists():
             return
         await self.store.db.make_durable()
         _erase(legacy)

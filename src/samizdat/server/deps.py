@@ -12,8 +12,8 @@ from samizdat.core.rules import require_member
 from samizdat.server.clock import Clock
 from samizdat.server.directory import ChatDirectory
 from samizdat.server.metrics import Metrics
+from samizdat.server.placement import DcRouter
 from samizdat.server.settings import ServerSettings
-from samizdat.store.sql import SqlStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,7 @@ class Anonymous:
 @dataclass(slots=True)
 class Deps:
     settings: ServerSettings
-    store: SqlStore
+    dcs: DcRouter
     bus: Bus
     clock: Clock
     ids: SnowflakeGenerator

@@ -11,16 +11,20 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Protocol
 
 from samizdat.core.ids import ChatId
 from samizdat.core.model import Membership
-from samizdat.store.sql import SqlStore
+
+
+class MembershipSource(Protocol):
+    async def load_membership(self, chat_id: ChatId) -> Membership | None: ...
 
 
 class ChatDirectory:
     def __init__(
         self,
-        store: SqlStore,
+        store: MembershipSource,
         *,
         max_members: int = 5_000_000,
         ttl: float = 60.0,

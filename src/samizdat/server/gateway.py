@@ -158,10 +158,12 @@ class Gateway:
     ) -> None:
         if conn.state.state is not ConnState.AWAITING_AUTH:
             raise ProtocolError("this connection is already authorised", code=ErrorCode.BAD_FRAME)
-        self.dispatcher.deps.store.keyring.require_unsealed()  # sealed: UNAVAILABLE, as for all
+        dcs = self.dispatcher.deps.dcs
+        dcs.require_any_unsealed()  # sealed: UNAVAILABLE, as for every request
         auth = self.dispatcher.auth
         revocations = auth.revocations
         caller = await auth.authenticate(params.token, ip)
+        await dcs.caller_store(caller.user_id)  # the caller's own DC sealed: UNAVAILABLE
         if conn.closing is not None:
             return
         conn.user_id = caller.user_id
@@ -177,7 +179,8 @@ class Gateway:
         )
         try:
             await self.dispatcher.auth.on_connect(caller)
-            profile = await self.dispatcher.deps.store.own_profile(caller.user_id)
+            store = await dcs.user_store(caller.user_id)
+            profile = await store.own_profile(caller.user_id)
             if profile is None:
                 raise AuthError("this account no longer exists; sign in again")
             account, phone, seq = profile

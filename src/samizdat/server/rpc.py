@@ -118,7 +118,10 @@ class Dispatcher:
     async def call(self, spec: Method, who: Caller | Anonymous, params: BaseModel) -> wire.Json:
         """Run one parsed request; errors that are not ours become INTERNAL (logged here)."""
         try:
-            self.deps.store.keyring.require_unsealed()
+            if isinstance(who, Caller):
+                await self.deps.dcs.caller_store(who.user_id)  # sealed: UNAVAILABLE
+            else:
+                self.deps.dcs.require_any_unsealed()
             result = await self.handlers[spec.name](who, params)
         except SamizdatError as exc:
             self.deps.metrics.requests.labels(spec.name, exc.code.value).inc()

@@ -83,17 +83,16 @@ class ServerSettings(Section):
     dcs: tuple[DcSettings, ...] = Field(default_factory=embedded_dcs, min_length=1)
     custodians: tuple[CustodianSettings, ...] = Field(default_factory=embedded_custodians)
     homing: HomingSettings = HomingSettings()
-    serve_dc: str | None = Field(None, description="the DC this node serves; unset = default")
 
     @model_validator(mode="after")
     def _check_topology(self) -> Self:
-        check_topology(self.dcs, self.custodians, self.homing, self.serve_dc)
+        check_topology(self.dcs, self.custodians, self.homing)
         return self
 
     @property
     def dc(self) -> DcSettings:
-        """The DC this node serves."""
-        wanted = self.serve_dc or self.homing.default_dc or self.dcs[0].id
+        """The default DC: where users whose number no homing rule names are homed."""
+        wanted = self.homing.default_dc or self.dcs[0].id
         return next(d for d in self.dcs if d.id == wanted)
 
     def custodians_of(self, dc: DcSettings) -> tuple[CustodianSettings, ...]:
@@ -102,18 +101,30 @@ class ServerSettings(Section):
 
     @property
     def database_url(self) -> str:
-        """The served DC's database: its own URL, else [storage], else a SQLite file,
-        ``dc-ID.sqlite3`` under the data directory (or ``samizdat.sqlite3``, the name before
-        DCs had ids, when that file exists and the new one does not: an upgrade keeps its data).
+        """The default DC's database (see ``database_url_of``)."""
+        return self.database_url_of(self.dc)
+
+    def database_url_of(self, dc: DcSettings) -> str:
+        """A DC's database: its own URL; for the default DC, else [storage]; else a SQLite
+        file ``dc-ID.sqlite3`` under the data directory (for the default DC,
+        ``samizdat.sqlite3``, the name before DCs had ids, when that file exists and the new one
+        does not: an upgrade keeps its data).
         """
-        url = self.dc.database_url or self.storage.database_url
+        default = dc.id == self.dc.id
+        url = dc.database_url or (self.storage.database_url if default else None)
         if url:
             return url
-        path = self.data_dir.resolve() / f"dc-{self.dc.id}.sqlite3"
+        path = self.data_dir.resolve() / f"dc-{dc.id}.sqlite3"
         legacy = self.data_dir.resolve() / "samizdat.sqlite3"
-        if legacy.exists() and not path.exists():
+        if default and legacy.exists() and not path.exists():
             path = legacy
         return f"sqlite+aiosqlite:///{path}"
+
+    def node_key_file(self, dc: DcSettings) -> Path:
+        """This node's key for unsealing ``dc`` (one per DC: a custodian enrols a node for one
+        DC). The default DC keeps ``node.key``, its name from before a node served several."""
+        name = "node.key" if dc.id == self.dc.id else f"node-{dc.id}.key"
+        return self.data_dir / name
 
 
 class ConfigError(ValueError):

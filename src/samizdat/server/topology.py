@@ -84,10 +84,27 @@ class DcSettings(_Section):
 
 
 class HomingSettings(_Section):
+    """Which DC a new account is homed in, from its phone number: the longest matching
+    ``prefixes`` entry, else its country in ``countries``, else ``default_dc``."""
+
     default_dc: Ident | None = Field(None, description="unset = the first DC")
     countries: dict[Jurisdiction, Ident] = Field(
         default_factory=dict, description="phone country (ISO code) -> DC id"
     )
+    prefixes: dict[Annotated[str, StringConstraints(pattern=r"^\+[0-9]{1,14}$")], Ident] = Field(
+        default_factory=dict, description="E.164 prefix, e.g. '+4175' -> DC id"
+    )
+
+    def dc_for(self, e164: str, fallback: str) -> str:
+        """The DC id for a number already normalised to E.164."""
+        matches = [p for p in self.prefixes if e164.startswith(p)]
+        if matches:
+            return self.prefixes[max(matches, key=len)]
+        try:
+            region = phonenumbers.region_code_for_number(phonenumbers.parse(e164))
+        except phonenumbers.NumberParseException:  # reserved test numbers have no country
+            region = None
+        return self.countries.get(region or "", self.default_dc or fallback)
 
 
 def embedded_custodians() -> tuple[CustodianSettings, ...]:
@@ -111,7 +128,6 @@ def check_topology(
     dcs: tuple[DcSettings, ...],
     custodians: tuple[CustodianSettings, ...],
     homing: HomingSettings,
-    serve_dc: str | None,
 ) -> None:
     """Raise ValueError naming the DC and the rule it breaks."""
     by_id = {c.id: c for c in custodians}
@@ -136,7 +152,7 @@ def check_topology(
                 f"dc {dc.id}: {count} of its custodians are in {place}, enough to meet its "
                 f"threshold {dc.threshold}; one state could compel them all"
             )
-    for target in [homing.default_dc, serve_dc, *homing.countries.values()]:
+    for target in [homing.default_dc, *homing.countries.values(), *homing.prefixes.values()]:
         if target is not None and target not in dc_ids:
             raise ValueError(f"{target!r} is not a configured DC")
 

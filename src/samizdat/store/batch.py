@@ -22,7 +22,7 @@ from samizdat.core.model import Message
 from samizdat.core.updates import Delivery, UpdateKind, UpdateRef
 from samizdat.crypto import Keyring
 from samizdat.store import rows
-from samizdat.store.tables import chats, messages, reactions, update_seqs, updates
+from samizdat.store.tables import chats, messages, outbox, reactions, update_seqs, updates
 
 _BUMP_SEQ = (
     update(update_seqs)
@@ -146,15 +146,22 @@ def build_messages_sync(
     return [rows.message(r, keyring, counts.get(r["id"], {})) for r in message_rows]
 
 
+#: A message to store, the members homed in this DC, and (home DC, member) for the others.
+Draft = tuple[Message, frozenset[UserId], tuple[tuple[str, UserId], ...]]
+
+
 def commit_sends_sync(
-    conn: Connection, keyring: Keyring, drafts: Sequence[tuple[Message, frozenset[UserId]]]
+    conn: Connection, keyring: Keyring, drafts: Sequence[Draft]
 ) -> list[SendOutcome]:
     """Store a batch of new messages and their updates; one outcome per draft, in order.
+
+    Members homed in other DCs get an outbox row each (``store/outbox.py``); a sender homed
+    elsewhere has no number here (``sender_seq`` 0) and learns it when the row is moved.
 
     A draft whose (sender, random_id) is already stored, or repeats an earlier draft of the
     same batch, is not stored again: its outcome is the stored message, ``duplicate=True``.
     """
-    keys = [(m.sender_id, m.random_id) for m, _ in drafts]
+    keys = [(m.sender_id, m.random_id) for m, _, _ in drafts]
     found: dict[tuple[int, int], SendOutcome] = {}
     wanted = set(keys)
     params = {"senders": list({s for s, _ in wanted}), "random_ids": list({r for _, r in wanted})}
@@ -165,30 +172,36 @@ def commit_sends_sync(
             found[(row["sender_id"], row["random_id"])] = SendOutcome(
                 stored, row["sender_seq"], [], duplicate=True
             )
-    fresh: list[tuple[Message, frozenset[UserId]]] = []
+    fresh: list[Draft] = []
     seen: set[tuple[int, int]] = set(found)
-    for (msg, recipients), key in zip(drafts, keys, strict=True):
+    for draft, key in zip(drafts, keys, strict=True):
         if key not in seen:
             seen.add(key)
-            fresh.append((msg, recipients))
-    load_chat_keys_sync(conn, keyring, (m.chat_id for m, _ in fresh))
+            fresh.append(draft)
+    load_chat_keys_sync(conn, keyring, (m.chat_id for m, _, _ in fresh))
     targets: list[tuple[UserId, UpdateRef]] = []
-    for msg, recipients in fresh:
+    remote: list[tuple[str, UserId, UpdateRef]] = []
+    for msg, recipients, elsewhere in fresh:
         ref = UpdateRef(UpdateKind.NEW_MESSAGE, msg.chat_id, (msg.id,))
         targets.extend(fan_out(sorted(recipients), ref))
+        remote.extend((dc, user, ref) for dc, user in elsewhere)
     by_message: dict[MessageId, list[Delivery]] = defaultdict(list)
     for delivery in append_updates_sync(conn, targets):
         by_message[delivery.ref.message_ids[0]].append(delivery)
     values = []
     last_in_chat: dict[ChatId, MessageId] = {}
-    for msg, _ in fresh:
+    for msg, _, _ in fresh:
         own = by_message[msg.id]
-        sender_seq = next(d.seq for d in own if d.user_id == msg.sender_id)
+        sender_seq = next((d.seq for d in own if d.user_id == msg.sender_id), 0)
         values.append(rows.message_values(msg, sender_seq, keyring))
         last_in_chat[msg.chat_id] = max(last_in_chat.get(msg.chat_id, msg.id), msg.id)
         found[(msg.sender_id, msg.random_id)] = SendOutcome(msg, sender_seq, own, False)
     if values:
         insert_many(conn, messages, values)
+        if remote:
+            insert_many(
+                conn, outbox, [{"target_dc": dc, **rows.ref_values(u, r)} for dc, u, r in remote]
+            )
         conn.execute(_SET_LAST, [{"c": c, "m": m} for c, m in last_in_chat.items()])
     outcomes: list[SendOutcome] = []
     delivered: set[tuple[int, int]] = set()
@@ -202,6 +215,7 @@ def commit_sends_sync(
 
 
 __all__ = [
+    "Draft",
     "SendOutcome",
     "append_updates",
     "append_updates_sync",

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 class _PendingSend:
     message: Message
     recipients: frozenset[UserId]
+    remote: tuple[tuple[str, UserId], ...]
     future: asyncio.Future[SendOutcome] = field(repr=False)
 
 
@@ -50,9 +51,14 @@ class GroupCommit:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def send(self, message: Message, recipients: frozenset[UserId]) -> SendOutcome:
+    async def send(
+        self,
+        message: Message,
+        recipients: frozenset[UserId],
+        remote: tuple[tuple[str, UserId], ...] = (),
+    ) -> SendOutcome:
         future: asyncio.Future[SendOutcome] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_PendingSend(message, recipients, future))
+        self._queue.put_nowait(_PendingSend(message, recipients, remote, future))
         return await future
 
     async def _run(self) -> None:
@@ -84,7 +90,7 @@ class GroupCommit:
                 item.future.set_exception(Unavailable(message))
 
     async def _commit(self, batch: list[_PendingSend]) -> None:
-        drafts = [(p.message, p.recipients) for p in batch]
+        drafts = [(p.message, p.recipients, p.remote) for p in batch]
         keyring = self.keyring
         outcomes = await self.db.run_write(lambda conn: commit_sends_sync(conn, keyring, drafts))
         for item, outcome in zip(batch, outcomes, strict=True):

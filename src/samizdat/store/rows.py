@@ -98,9 +98,12 @@ def message_values(msg: Message, sender_seq: int, keyring: Keyring) -> dict[str,
 
 
 def update_values(user_id: int, seq: int, ref: UpdateRef) -> dict[str, Any]:
+    return {"seq": seq, **ref_values(user_id, ref)}
+
+
+def ref_values(user_id: int, ref: UpdateRef) -> dict[str, Any]:
     return {
         "user_id": user_id,
-        "seq": seq,
         "kind": ref.kind.value,
         "chat_id": ref.chat_id,
         "message_ids": orjson.dumps(ref.message_ids).decode(),
@@ -124,4 +127,13 @@ def update_ref(row: Mapping[Any, Any]) -> UpdateRef:
     )
 
 
-__all__ = ["account", "chat", "device", "message", "message_values", "update_ref", "update_values"]
+__all__ = [
+    "account",
+    "chat",
+    "device",
+    "message",
+    "message_values",
+    "ref_values",
+    "update_ref",
+    "update_values",
+]

@@ -9,7 +9,7 @@ thread hop per statement.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, insert, select
@@ -33,6 +33,47 @@ class Envelope:
     sent_at: float
 
 
+def live_devices_sync(conn: Connection, wanted: Iterable[DeviceId]) -> set[DeviceId]:
+    return set(
+        conn.execute(
+            select(devices.c.id).where(
+                devices.c.id.in_(list(wanted)), devices.c.revoked_at.is_(None)
+            )
+        ).scalars()
+    )
+
+
+def published_devices_sync(conn: Connection, recipients: Sequence[UserId]) -> set[DeviceId]:
+    return set(
+        conn.execute(
+            published_keys(recipients).with_only_columns(device_keys.c.device_id)
+        ).scalars()
+    )
+
+
+def check_addressed(
+    wanted: set[DeviceId],
+    live: set[DeviceId],
+    published: set[DeviceId],
+    sender_device: DeviceId,
+) -> None:
+    """Raise DEVICE_NOT_FOUND for an addressed device that is gone, DEVICE_LIST_CHANGED for a
+    recipient's device with published keys that nothing addresses."""
+    if wanted - live:
+        raise NotFound(
+            "no such device (or it was logged out): fetch the user's devices again",
+            code=ErrorCode.DEVICE_NOT_FOUND,
+        )
+    missing = published - wanted - {sender_device}
+    if missing:
+        raise Conflict(
+            "a recipient's devices have changed: query their keys again, "
+            "encrypt for every device and send again",
+            code=ErrorCode.DEVICE_LIST_CHANGED,
+            debug_context={"missing_devices": len(missing)},
+        )
+
+
 class SecretInbox:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -43,8 +84,10 @@ class SecretInbox:
         *,
         recipients: Sequence[UserId] = (),
         sender_device: DeviceId,
+        verified: bool = False,
     ) -> None:
-        """Queue the envelopes, all or nothing, in one transaction that first checks them.
+        """Queue the envelopes, all or nothing, in one transaction that first checks them
+        (unless the caller has ``verified`` them against every DC, see ``check_addressed``).
 
         Raises DEVICE_NOT_FOUND if an addressed device does not exist or is logged out, and
         DEVICE_LIST_CHANGED if a ``recipients`` user has a device with published keys (other
@@ -52,33 +95,14 @@ class SecretInbox:
         """
 
         def work(conn: Connection) -> None:
-            wanted = {e.device_id for e in envelopes}
-            live = set(
-                conn.execute(
-                    select(devices.c.id).where(
-                        devices.c.id.in_(list(wanted)), devices.c.revoked_at.is_(None)
-                    )
-                ).scalars()
-            )
-            if wanted - live:
-                raise NotFound(
-                    "no such device (or it was logged out): fetch the user's devices again",
-                    code=ErrorCode.DEVICE_NOT_FOUND,
+            if not verified:
+                wanted = {e.device_id for e in envelopes}
+                check_addressed(
+                    wanted,
+                    live_devices_sync(conn, wanted),
+                    published_devices_sync(conn, recipients) if recipients else set(),
+                    sender_device,
                 )
-            if recipients:
-                published = set(
-                    conn.execute(
-                        published_keys(recipients).with_only_columns(device_keys.c.device_id)
-                    ).scalars()
-                )
-                missing = published - wanted - {sender_device}
-                if missing:
-                    raise Conflict(
-                        "a recipient's devices have changed: query their keys again, "
-                        "encrypt for every device and send again",
-                        code=ErrorCode.DEVICE_LIST_CHANGED,
-                        debug_context={"missing_devices": len(missing)},
-                    )
             conn.execute(
                 insert(secret_inbox),
                 [
@@ -96,6 +120,14 @@ class SecretInbox:
             )
 
         await self.db.run_write(work)
+
+    async def live_devices(self, wanted: Iterable[DeviceId]) -> set[DeviceId]:
+        async with self.db.read() as conn:
+            return await conn.run_sync(live_devices_sync, wanted)
+
+    async def published_devices(self, recipients: Sequence[UserId]) -> set[DeviceId]:
+        async with self.db.read() as conn:
+            return await conn.run_sync(published_devices_sync, recipients)
 
     async def pending(self, device_id: DeviceId, limit: int) -> list[Envelope]:
         async with self.db.read() as conn:

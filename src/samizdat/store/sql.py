@@ -40,6 +40,7 @@ from samizdat.store.engine import Engines
 from samizdat.store.group_commit import GroupCommit
 from samizdat.store.identity import DAY, Custody, IdentityRecords
 from samizdat.store.keys import KeyStore
+from samizdat.store.outbox import Outbox
 from samizdat.store.secret_inbox import SecretInbox
 from samizdat.store.tables import (
     chats,
@@ -60,6 +61,9 @@ _TOUCH_DEVICE = (
     update(devices).where(devices.c.id == bindparam("d")).values(last_seen_at=bindparam("t"))
 )
 _T = TypeVar("_T")
+#: How long a DC remembers which outbox rows of other DCs it applied (a row is normally
+#: deleted at its source within a second of being applied).
+OUTBOX_MARK_SECONDS = 30 * DAY
 
 
 class SqlStore:
@@ -85,6 +89,9 @@ class SqlStore:
         self.commits = GroupCommit(self.db, keyring, max_batch=max_batch)
         self.keys = KeyStore(self.db)
         self.secrets = SecretInbox(self.db)
+        self.outbox = Outbox(self.db)
+        #: The DC this database belongs to (its id in configuration).
+        self.dc_id = keyring.dc_id
         #: Undelivered secret ciphertexts older than this are erased (seconds).
         self.secret_retention = secret_retention
         self._ticks = 0
@@ -110,6 +117,7 @@ class SqlStore:
                     await self.secrets.expire(time.time() - self.secret_retention)
                 if self._ticks % 3600 == 1:
                     await self.identity.expire()
+                    await self.outbox.prune_applied(time.time() - OUTBOX_MARK_SECONDS)
             except (SQLAlchemyError, Unavailable) as exc:
                 log.warning("housekeeping failed", extra={"error": type(exc).__name__})
 
@@ -132,13 +140,19 @@ class SqlStore:
         async with self._read() as conn:
             await conn.execute(select(1))
 
-    async def send(self, message: Message, recipients: frozenset[UserId]) -> SendOutcome:
+    async def send(
+        self,
+        message: Message,
+        recipients: frozenset[UserId],
+        remote: tuple[tuple[str, UserId], ...] = (),
+    ) -> SendOutcome:
         """Store a message durably and number its updates; returns after the commit.
 
-        A message whose (sender, random_id) already exists is not stored again: the original
-        comes back with ``duplicate=True``.
+        ``recipients`` are the members homed in this DC; ``remote`` pairs (home DC, member)
+        get an outbox row each. A message whose (sender, random_id) already exists is not
+        stored again: the original comes back with ``duplicate=True``.
         """
-        return await self.commits.send(message, recipients)
+        return await self.commits.send(message, recipients, remote)
 
     # --- login codes ---------------------------------------------------------------------
     async def claim_code_attempt(

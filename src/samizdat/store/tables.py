@@ -219,6 +219,37 @@ ip_log = Table(
     Index("ix_ip_log_at", "at"),
 )
 
+# Updates for members homed in another DC, written in the same transaction as the change they
+# announce and moved into each member's own update log right after (store/outbox.py).
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("target_dc", String(32), nullable=False),
+    Column("user_id", BigInteger, nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("chat_id", BigInteger, nullable=False),
+    Column("message_ids", Text, nullable=False),
+    Column("actor", BigInteger),
+    Column("max_id", BigInteger),
+    Column("emoji", String(16)),
+    Column("for_everyone", Boolean, nullable=False),
+    Index("ix_outbox_target", "target_dc", "id"),
+    # ids are never reused (applied marks name them), also after the table empties
+    sqlite_autoincrement=True,
+)
+
+# Which outbox rows of another DC this DC has already numbered: a move interrupted between
+# the two databases' commits is retried without numbering anything twice.
+outbox_applied = Table(
+    "outbox_applied",
+    metadata,
+    Column("source_dc", String(32), primary_key=True),
+    Column("outbox_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("applied_at", Float, nullable=False),
+    Index("ix_outbox_applied_at", "applied_at"),
+)
+
 __all__ = [
     "chats",
     "contacts",
@@ -233,6 +264,8 @@ __all__ = [
     "messages",
     "metadata",
     "one_time_keys",
+    "outbox",
+    "outbox_applied",
     "reactions",
     "secret_inbox",
     "update_seqs",

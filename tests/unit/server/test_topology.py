@@ -49,6 +49,7 @@ def toml(
     top: Table | None = None,
     homing: Table | None = None,
     countries: Table | None = None,
+    prefixes: Table | None = None,
 ) -> str:
     parts = [_table("", top or {})]
     parts += [_table("[[custodians]]", c) for c in custodians]
@@ -57,6 +58,8 @@ def toml(
         parts.append(_table("[homing]", homing))
     if countries is not None:
         parts.append(_table("[homing.countries]", countries))
+    if prefixes is not None:
+        parts.append(_table("[homing.prefixes]", {f'"{k}"': v for k, v in prefixes.items()}))
     return "\n".join(parts)
 
 
@@ -103,10 +106,24 @@ def test_a_node_serves_the_first_dc_unless_homing_names_a_default(tmp_path: Path
     assert load(tmp_path, toml(homing={"default_dc": "ch"})).dc.id == "ch"
 
 
-def test_serve_dc_wins_over_the_homing_default(tmp_path: Path) -> None:
-    text = toml(top={"serve_dc": "is"}, homing={"default_dc": "ch"})
-    assert load(tmp_path, text).dc.id == "is"
-    assert load(tmp_path, toml(homing={"default_dc": "ch"}), serve_dc="de").dc.id == "de"
+def test_serve_dc_is_no_longer_an_option_a_node_serves_every_dc(tmp_path: Path) -> None:
+    refused(tmp_path, toml(top={"serve_dc": "is"}), "serve_dc")
+
+
+def test_homing_takes_the_longest_prefix_then_the_country_then_the_default(
+    tmp_path: Path,
+) -> None:
+    text = toml(
+        homing={"default_dc": "ch"},
+        countries={"DE": "de", "AT": "de"},
+        prefixes={"+41": "is", "+4175": "de", "+99966": "is"},
+    )
+    homing = load(tmp_path, text).homing
+    assert homing.dc_for("+4930123456", "x") == "de"  # Germany by country
+    assert homing.dc_for("+41446681800", "x") == "is"  # +41 prefix beats the default
+    assert homing.dc_for("+41751234567", "x") == "de"  # the longer prefix wins
+    assert homing.dc_for("+999661234567", "x") == "is"  # test numbers: no country, a prefix
+    assert homing.dc_for("+33142685300", "x") == "ch"  # France: nothing named, the default
 
 
 def test_homing_may_send_each_phone_country_to_a_dc(tmp_path: Path) -> None:
@@ -224,9 +241,8 @@ def test_a_homing_default_dc_that_is_not_configured_is_refused(tmp_path: Path) -
     refused(tmp_path, toml(homing={"default_dc": "mars"}), "'mars' is not a configured DC")
 
 
-def test_serving_a_dc_that_is_not_configured_is_refused(tmp_path: Path) -> None:
-    refused(tmp_path, toml(top={"serve_dc": "mars"}), "'mars' is not a configured DC")
-    refused(tmp_path, toml(), "'venus' is not a configured DC", serve_dc="venus")
+def test_homing_a_prefix_to_a_dc_that_is_not_configured_is_refused(tmp_path: Path) -> None:
+    refused(tmp_path, toml(prefixes={"+49": "mars"}), "'mars' is not a configured DC")
 
 
 def test_homing_a_country_to_a_dc_that_is_not_configured_is_refused(tmp_path: Path) -> None:
@@ -244,7 +260,10 @@ def test_a_custodian_configuration_without_the_default_dcs_custodians_is_refused
 def test_a_configuration_error_names_the_problem_without_printing_other_values(
     tmp_path: Path,
 ) -> None:
-    text = '[storage]\ndatabase_url = "postgresql+asyncpg://samizdat:hunter2@db/samizdat"\n'
-    message = refused(tmp_path, text, "'mars' is not a configured DC", serve_dc="mars")
+    text = (
+        '[storage]\ndatabase_url = "postgresql+asyncpg://samizdat:hunter2@db/samizdat"\n'
+        '[homing]\ndefault_dc = "mars"\n'
+    )
+    message = refused(tmp_path, text, "'mars' is not a configured DC")
     assert "hunter2" not in message
     assert "Value error" not in message

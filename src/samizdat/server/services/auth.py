@@ -64,18 +64,21 @@ class AuthService:
     async def send_code(self, anon: Anonymous, p: SendCodeParams) -> wire.Json:
         self._limit_ip(anon.ip)
         phone = parse_phone(p.phone)
-        keyring = self.deps.store.keyring
+        store = self.deps.dcs.for_phone(phone.e164)
+        keyring = store.keyring
+        keyring.require_unsealed()
         lookup = keyring.phone_lookup(phone.e164)
         self._limit(self._per_phone, lookup)
         code = await self.issuer.issue(phone)
         expires_at = self.deps.clock.now() + self.policy.ttl_seconds
-        await self.deps.store.put_code(lookup, keyring.code_digest(phone.e164, code), expires_at)
+        await store.put_code(lookup, keyring.code_digest(phone.e164, code), expires_at)
         return {"expires_in": int(self.policy.ttl_seconds), "code_length": len(code)}
 
     async def sign_in(self, anon: Anonymous, p: SignInParams) -> wire.Json:
         self._limit_ip(anon.ip)
         phone = parse_phone(p.phone)
-        store = self.deps.store
+        store = self.deps.dcs.for_phone(phone.e164)
+        store.keyring.require_unsealed()
         lookup = store.keyring.phone_lookup(phone.e164)
         now = self.deps.clock.now()
         pending = await store.claim_code_attempt(lookup, now, self.policy.max_attempts)
@@ -103,7 +106,8 @@ class AuthService:
             if existing is None:
                 await store.create_user(conn, account, phone.e164)
             await store.create_device(conn, dev, token_digest(token))
-        self._log_ip(account.id, dev.id, anon.ip)
+        self.deps.dcs.note_user(account.id, store)
+        await self._log_ip(account.id, dev.id, anon.ip)
         return {
             "token": token,
             "device_id": dev.id,
@@ -122,10 +126,10 @@ class AuthService:
         cached = self._callers.get(digest)
         now = time.monotonic()
         if cached is not None and now - cached[1] < TOKEN_CACHE_SECONDS:
-            self._log_ip(cached[0].user_id, cached[0].device_id, ip)
+            await self._log_ip(cached[0].user_id, cached[0].device_id, ip)
             return Caller(cached[0].user_id, cached[0].device_id, ip)
         revocations = self._revocations
-        dev = await self.deps.store.device_by_token(digest)
+        dev = await self.deps.dcs.device_by_token(digest)
         if dev is None or dev.revoked:
             self._limit_ip(ip)
         if dev is None:
@@ -141,15 +145,15 @@ class AuthService:
                 self._digest_of.clear()
             self._callers[digest] = (caller, now)
             self._digest_of[dev.id] = digest
-        self._log_ip(dev.user_id, dev.id, ip)
+        await self._log_ip(dev.user_id, dev.id, ip)
         return caller
 
-    def _log_ip(self, user_id: UserId, device_id: DeviceId, ip: str) -> None:
-        """Every address a device uses goes into the sealed IP log (once a day each).
+    async def _log_ip(self, user_id: UserId, device_id: DeviceId, ip: str) -> None:
+        """Every address a device uses goes into its home DC's sealed IP log (once a day each).
 
         Skipped while the DC is sealed: nothing can be done then, so nothing is logged."""
-        store = self.deps.store
-        if store.keyring.unsealed:
+        store = await self.deps.dcs.find_user(user_id)
+        if store is not None and store.keyring.unsealed:
             store.identity.note_ip(user_id, device_id, ip, self.deps.clock.now())
 
     @property
@@ -159,7 +163,7 @@ class AuthService:
 
     async def is_revoked(self, device_id: int) -> bool:
         """Read the device from the store, not the cache (for a check after a race)."""
-        devices = await self.deps.store.list_devices_by_id([DeviceId(device_id)])
+        devices = await self.deps.dcs.list_devices_by_id([DeviceId(device_id)])
         return not devices or devices[0].revoked
 
     def forget(self, device_ids: tuple[int, ...]) -> None:
@@ -171,29 +175,33 @@ class AuthService:
                 self._callers.pop(digest, None)
 
     async def on_connect(self, caller: Caller) -> None:
-        self.deps.store.touch_device(caller.device_id, self.deps.clock.now())
+        store = await self.deps.dcs.user_store(caller.user_id)
+        store.touch_device(caller.device_id, self.deps.clock.now())
 
     # --- devices -------------------------------------------------------------------------
     async def list_devices(self, caller: Caller, _: Empty) -> wire.Json:
-        devices = await self.deps.store.list_devices(caller.user_id)
+        store = await self.deps.dcs.caller_store(caller.user_id)
+        devices = await store.list_devices(caller.user_id)
         return {"devices": [wire.device(d, current=d.id == caller.device_id) for d in devices]}
 
     async def revoke(self, caller: Caller, p: RevokeDeviceParams) -> wire.Json:
-        revoked = await self.deps.store.revoke_devices(
+        store = await self.deps.dcs.caller_store(caller.user_id)
+        revoked = await store.revoke_devices(
             caller.user_id, [DeviceId(p.device_id)], self.deps.clock.now()
         )
         if not revoked:
             raise NotFound("no such device of yours", code=ErrorCode.DEVICE_NOT_FOUND)
-        await self.deps.store.secrets.drop_for_devices([DeviceId(p.device_id)])
+        await self.deps.dcs.drop_secrets_for([DeviceId(p.device_id)])
         await self.deps.publish(DevicesRevoked((p.device_id,)))
         return {"ok": True}
 
     async def revoke_others(self, caller: Caller, _: Empty) -> wire.Json:
-        others = [d.id for d in await self.deps.store.list_devices(caller.user_id)]
+        store = await self.deps.dcs.caller_store(caller.user_id)
+        others = [d.id for d in await store.list_devices(caller.user_id)]
         others = [d for d in others if d != caller.device_id]
-        count = await self.deps.store.revoke_devices(caller.user_id, others, self.deps.clock.now())
+        count = await store.revoke_devices(caller.user_id, others, self.deps.clock.now())
         if others:
-            await self.deps.store.secrets.drop_for_devices(others)
+            await self.deps.dcs.drop_secrets_for(others)
             await self.deps.publish(DevicesRevoked(tuple(others)))
         return {"revoked": count}
 

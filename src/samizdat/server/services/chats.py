@@ -25,7 +25,7 @@ from samizdat.protocol.models import ChatKind
 from samizdat.server import wire
 from samizdat.server.deps import Caller, Deps
 from samizdat.server.services.publish import publish_deliveries
-from samizdat.store.sql import StoreConflict, append_updates, fan_out
+from samizdat.store.sql import SqlStore, StoreConflict, fan_out
 
 
 class ChatService:
@@ -33,7 +33,7 @@ class ChatService:
         self.deps = deps
 
     async def _require_users(self, user_ids: list[UserId]) -> None:
-        missing = set(user_ids) - await self.deps.store.existing_user_ids(user_ids)
+        missing = set(user_ids) - await self.deps.dcs.existing_user_ids(user_ids)
         if missing:
             raise NotFound(
                 f"{len(missing)} of those users do not exist", code=ErrorCode.USER_NOT_FOUND
@@ -41,6 +41,7 @@ class ChatService:
 
     async def _change(
         self,
+        store: SqlStore,
         chat_id: ChatId,
         write: Callable[[AsyncConnection], Awaitable[None]],
         notify: Iterable[UserId],
@@ -50,13 +51,13 @@ class ChatService:
         """One change to a chat: ``write`` it, tell ``notify`` (chat_updated) and ``also``
         in the same transaction, then refresh caches and push; returns the chat as it now is."""
         ref = UpdateRef(UpdateKind.CHAT_UPDATED, chat_id)
-        async with self.deps.store.write() as conn:
+        async with self.deps.dcs.chat_write(store) as change:
             # Update counters first, the chat second: the same lock order as the group commit
             # (which bumps counters, then moves the chat's last message), so two nodes writing
             # to one chat on PostgreSQL cannot deadlock.
-            deliveries = await append_updates(conn, [*also, *fan_out(notify, ref)])
-            await write(conn)
-        return await self._announce(chat_id, deliveries)
+            await change.append([*also, *fan_out(notify, ref)])
+            await write(change.conn)
+        return await self._announce(chat_id, change.deliveries)
 
     async def _announce(self, chat_id: ChatId, deliveries: list[Delivery]) -> Chat:
         """Refresh the cache, tell other nodes, push the new chat state; return it."""
@@ -70,10 +71,11 @@ class ChatService:
     async def open_private(self, caller: Caller, p: OpenPrivateParams) -> wire.Json:
         peer = UserId(p.user_id)
         pair = rules.private_pair(caller.user_id, peer)
-        store = self.deps.store
-        chat_id = await store.private_chat_id(pair)
+        dcs = self.deps.dcs
+        chat_id = await dcs.private_chat_id(pair)
         if chat_id is None:
             await self._require_users([peer])
+            store = await dcs.new_chat_store(caller.user_id, pair)
             now = self.deps.clock.now()
             chat = Chat(
                 ChatId(self.deps.new_id()),
@@ -89,8 +91,9 @@ class ChatService:
                 async with store.write() as conn:
                     await store.insert_chat(conn, chat, list(pair), now)
                 chat_id = chat.id
+                dcs.note_chat(chat_id, store)
             except StoreConflict:  # the peer opened it at the same moment
-                chat_id = await store.private_chat_id(pair)
+                chat_id = await dcs.private_chat_id(pair)
                 if chat_id is None:
                     raise
         membership = await self.deps.membership(caller, chat_id)
@@ -101,7 +104,8 @@ class ChatService:
 
     async def members(self, caller: Caller, p: MembersParams) -> wire.Json:
         membership = await self.deps.membership(caller, p.chat_id)
-        page = await self.deps.store.member_page(membership.chat.id, p.offset, p.limit)
+        store = await self.deps.dcs.chat_store(membership.chat.id)
+        page = await store.member_page(membership.chat.id, p.offset, p.limit)
         return {"user_ids": page, "total": len(membership.members)}
 
     async def create_group(self, caller: Caller, p: CreateGroupParams) -> wire.Json:
@@ -118,9 +122,10 @@ class ChatService:
             frozenset({caller.user_id}),
         )
         everyone = [caller.user_id, *invited]
-        store = self.deps.store
+        store = await self.deps.dcs.new_chat_store(caller.user_id, None)
+        self.deps.dcs.note_chat(chat.id, store)
         changed = await self._change(
-            chat.id, lambda conn: store.insert_chat(conn, chat, everyone, now), everyone
+            store, chat.id, lambda conn: store.insert_chat(conn, chat, everyone, now), everyone
         )
         return wire.chat(changed, caller.user_id)
 
@@ -129,10 +134,11 @@ class ChatService:
         rules.require_admin(membership.chat, caller.user_id)
         fresh = rules.members_to_add(membership, [UserId(u) for u in p.user_ids])
         await self._require_users(fresh)
-        store = self.deps.store
         chat_id = membership.chat.id
+        store = await self.deps.dcs.chat_store(chat_id)
         now = self.deps.clock.now()
         changed = await self._change(
+            store,
             chat_id,
             lambda conn: store.insert_members(conn, chat_id, fresh, frozenset(), now),
             [*membership.members, *fresh],
@@ -140,9 +146,10 @@ class ChatService:
         return wire.chat(changed, caller.user_id)
 
     async def _drop_member(self, membership: Membership, user: UserId) -> Chat:
-        store = self.deps.store
         chat_id = membership.chat.id
+        store = await self.deps.dcs.chat_store(chat_id)
         return await self._change(
+            store,
             chat_id,
             lambda conn: store.delete_member(conn, chat_id, user),
             [u for u in membership.members if u != user],
@@ -163,20 +170,24 @@ class ChatService:
     async def rename(self, caller: Caller, p: RenameParams) -> wire.Json:
         membership = await self.deps.membership(caller, p.chat_id)
         rules.require_admin(membership.chat, caller.user_id)
-        store = self.deps.store
         chat_id = membership.chat.id
+        store = await self.deps.dcs.chat_store(chat_id)
         changed = await self._change(
-            chat_id, lambda conn: store.rename_chat(conn, chat_id, p.title), membership.members
+            store,
+            chat_id,
+            lambda conn: store.rename_chat(conn, chat_id, p.title),
+            membership.members,
         )
         return wire.chat(changed, caller.user_id)
 
     async def set_admin(self, caller: Caller, p: SetAdminParams) -> wire.Json:
         membership = await self.deps.membership(caller, p.chat_id)
         rules.check_admin_change(membership, caller.user_id, UserId(p.user_id))
-        store = self.deps.store
         chat_id = membership.chat.id
+        store = await self.deps.dcs.chat_store(chat_id)
         target = UserId(p.user_id)
         changed = await self._change(
+            store,
             chat_id,
             lambda conn: store.set_admin(conn, chat_id, target, p.admin),
             membership.members,

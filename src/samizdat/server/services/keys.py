@@ -50,7 +50,8 @@ class KeyService:
             if p.fallback_key is not None
             else None
         )
-        count, has_fallback = await self.deps.store.keys.publish(
+        store = await self.deps.dcs.caller_store(caller.user_id)
+        count, has_fallback = await store.keys.publish(
             published,
             one_time,
             fallback,
@@ -71,11 +72,12 @@ class KeyService:
         return SignedKey(key.key_id, key.key, key.signature)
 
     async def count(self, caller: Caller, _: Empty) -> wire.Json:
-        count, has_fallback = await self.deps.store.keys.counts(caller.device_id)
+        store = await self.deps.dcs.caller_store(caller.user_id)
+        count, has_fallback = await store.keys.counts(caller.device_id)
         return {"one_time_key_count": count, "fallback_key": has_fallback}
 
     async def query(self, caller: Caller, p: QueryKeysParams) -> wire.Json:
-        found = await self.deps.store.keys.query(UserId(u) for u in p.user_ids)
+        found = await self.deps.dcs.query_keys(UserId(u) for u in p.user_ids)
         return {
             "devices": [
                 {
@@ -90,7 +92,7 @@ class KeyService:
         }
 
     async def claim(self, caller: Caller, p: ClaimKeysParams) -> wire.Json:
-        claimed = await self.deps.store.keys.claim(DeviceId(d) for d in p.device_ids)
+        claimed = await self.deps.dcs.claim_keys(DeviceId(d) for d in p.device_ids)
         return {
             "keys": [
                 {

@@ -15,7 +15,7 @@ from samizdat.bus.events import Push
 from samizdat.core import rules
 from samizdat.core.ids import ChatId, MessageId, UserId
 from samizdat.core.model import Forward, Membership, Message
-from samizdat.core.updates import Delivery, UpdateKind, UpdateRef
+from samizdat.core.updates import UpdateKind, UpdateRef
 from samizdat.protocol.errors import ErrorCode, NotFound, PermissionDenied
 from samizdat.protocol.methods import (
     ChatIdParams,
@@ -32,7 +32,7 @@ from samizdat.protocol.models import ChatKind
 from samizdat.server import wire
 from samizdat.server.deps import Caller, Deps
 from samizdat.server.services.publish import publish_deliveries
-from samizdat.store.sql import SendOutcome, append_updates, fan_out
+from samizdat.store.sql import SendOutcome, fan_out
 
 _TYPING_INTERVAL = 3.0
 _TYPING_MAX_MEMBERS = 1_000
@@ -43,11 +43,6 @@ def forward_random_id(random_id: int, index: int) -> int:
     so it cannot collide with the client's next plain send (random_id + 1, say)."""
     digest = hashlib.blake2b(b"forward:%d:%d" % (random_id, index), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
-
-
-def _own_seq(deliveries: list[Delivery], user: UserId) -> int | None:
-    seqs = [d.seq for d in deliveries if d.user_id == user]
-    return max(seqs) if seqs else None
 
 
 class MessageService:
@@ -66,7 +61,8 @@ class MessageService:
     async def _commit_and_push(
         self, caller: Caller, membership: Membership, msg: Message
     ) -> SendOutcome:
-        outcome = await self.deps.store.send(msg, membership.members)
+        store = await self.deps.dcs.chat_store(msg.chat_id)
+        outcome = await self.deps.dcs.send(store, msg, membership.members)
         if not outcome.duplicate:
             body = wire.dumps({"type": "new_message", "message": wire.message(outcome.message)})
             targets = tuple((d.user_id, d.seq) for d in outcome.deliveries)
@@ -92,7 +88,8 @@ class MessageService:
         return {"message": wire.message(outcome.message), "seq": outcome.sender_seq}
 
     async def _existing(self, chat_id: ChatId, ids: list[MessageId]) -> dict[MessageId, Message]:
-        found = await self.deps.store.get_messages(chat_id, ids)
+        store = await self.deps.dcs.chat_store(chat_id)
+        found = await store.get_messages(chat_id, ids)
         if len(found) != len(set(ids)) or any(m.deleted for m in found.values()):
             raise NotFound("message not found in this chat", code=ErrorCode.MESSAGE_NOT_FOUND)
         return found
@@ -126,15 +123,14 @@ class MessageService:
     async def edit(self, caller: Caller, p: EditParams) -> wire.Json:
         membership = await self.deps.membership(caller, p.chat_id)
         text = rules.validate_text(p.text)
-        store = self.deps.store
+        store = await self.deps.dcs.chat_store(membership.chat.id)
         message_id = MessageId(p.message_id)
         original = (await self._existing(membership.chat.id, [message_id]))[message_id]
         rules.require_author(original, caller.user_id)
         now = self.deps.clock.now()
-        async with store.write() as conn:
-            await store.edit_message(conn, original, text, now)
-            deliveries = await append_updates(
-                conn,
+        async with self.deps.dcs.chat_write(store) as change:
+            await store.edit_message(change.conn, original, text, now)
+            await change.append(
                 fan_out(
                     membership.members,
                     UpdateRef(UpdateKind.MESSAGE_EDITED, membership.chat.id, (message_id,)),
@@ -143,18 +139,18 @@ class MessageService:
         edited = (await store.get_messages(membership.chat.id, [message_id]))[message_id]
         await publish_deliveries(
             self.deps,
-            deliveries,
+            change.deliveries,
             messages={message_id: edited},
             skip_connection=caller.connection_id,
         )
-        return {"message": wire.message(edited), "seq": _own_seq(deliveries, caller.user_id) or 0}
+        return {"message": wire.message(edited), "seq": change.own_seq(caller.user_id) or 0}
 
     async def delete(self, caller: Caller, p: DeleteParams) -> wire.Json:
         membership = await self.deps.membership(caller, p.chat_id)
         chat = membership.chat
         ids = [MessageId(i) for i in dict.fromkeys(p.message_ids)]
         found = await self._existing(chat.id, ids)
-        store = self.deps.store
+        store = await self.deps.dcs.chat_store(chat.id)
         ref = UpdateRef(
             UpdateKind.MESSAGES_DELETED, chat.id, tuple(ids), for_everyone=p.for_everyone
         )
@@ -168,20 +164,20 @@ class MessageService:
             targets = fan_out(membership.members, ref)
         else:
             targets = [(caller.user_id, ref)]
-        async with store.write() as conn:
+        async with self.deps.dcs.chat_write(store) as change:
             if p.for_everyone:
-                await store.delete_for_everyone(conn, ids)
+                await store.delete_for_everyone(change.conn, ids)
             else:
-                await store.hide_for(conn, caller.user_id, ids)
-            deliveries = await append_updates(conn, targets)
-        await publish_deliveries(self.deps, deliveries, skip_connection=caller.connection_id)
-        return {"seq": _own_seq(deliveries, caller.user_id) or 0}
+                await store.hide_for(change.conn, caller.user_id, ids)
+            await change.append(targets)
+        await publish_deliveries(self.deps, change.deliveries, skip_connection=caller.connection_id)
+        return {"seq": change.own_seq(caller.user_id) or 0}
 
     async def react(self, caller: Caller, p: ReactParams) -> wire.Json:
         membership = await self.deps.membership(caller, p.chat_id)
         message_id = MessageId(p.message_id)
         await self._existing(membership.chat.id, [message_id])
-        store = self.deps.store
+        store = await self.deps.dcs.chat_store(membership.chat.id)
         ref = UpdateRef(
             UpdateKind.REACTION,
             membership.chat.id,
@@ -189,28 +185,24 @@ class MessageService:
             actor=caller.user_id,
             emoji=p.emoji,
         )
-        async with store.write() as conn:
-            old = await store.set_reaction(conn, message_id, caller.user_id, p.emoji)
-            deliveries = (
-                []
-                if old == p.emoji
-                else await append_updates(conn, fan_out(membership.members, ref))
-            )
+        async with self.deps.dcs.chat_write(store) as change:
+            old = await store.set_reaction(change.conn, message_id, caller.user_id, p.emoji)
+            if old != p.emoji:
+                await change.append(fan_out(membership.members, ref))
         updated = await store.get_messages(membership.chat.id, [message_id])
         await publish_deliveries(
-            self.deps, deliveries, messages=updated, skip_connection=caller.connection_id
+            self.deps, change.deliveries, messages=updated, skip_connection=caller.connection_id
         )
-        return {"seq": _own_seq(deliveries, caller.user_id)}
+        return {"seq": change.own_seq(caller.user_id)}
 
     async def read(self, caller: Caller, p: ReadParams) -> wire.Json:
         membership = await self.deps.membership(caller, p.chat_id)
         chat_id = membership.chat.id
-        store = self.deps.store
-        async with store.write() as conn:
+        store = await self.deps.dcs.chat_store(chat_id)
+        async with self.deps.dcs.chat_write(store) as change:
             previous, senders, max_id = await store.mark_read(
-                conn, chat_id, caller.user_id, p.max_id
+                change.conn, chat_id, caller.user_id, p.max_id
             )
-            deliveries: list[Delivery] = []
             if max_id > previous:
                 targets = [
                     (caller.user_id, UpdateRef(UpdateKind.READ_INBOX, chat_id, max_id=max_id))
@@ -219,9 +211,9 @@ class MessageService:
                     UpdateKind.READ_OUTBOX, chat_id, actor=caller.user_id, max_id=max_id
                 )
                 targets += fan_out(senders, outbox)
-                deliveries = await append_updates(conn, targets)
-        await publish_deliveries(self.deps, deliveries, skip_connection=caller.connection_id)
-        return {"seq": _own_seq(deliveries, caller.user_id)}
+                await change.append(targets)
+        await publish_deliveries(self.deps, change.deliveries, skip_connection=caller.connection_id)
+        return {"seq": change.own_seq(caller.user_id)}
 
     async def typing(self, caller: Caller, p: ChatIdParams) -> wire.Json:
         """Pushed at most once per ``_TYPING_INTERVAL`` per user and chat, and not at all in
@@ -246,11 +238,12 @@ class MessageService:
     async def history(self, caller: Caller, p: HistoryParams) -> wire.Json:
         membership = await self.deps.membership(caller, p.chat_id)
         before = MessageId(p.before_id) if p.before_id else None
-        found = await self.deps.store.history(caller.user_id, membership.chat.id, before, p.limit)
+        store = await self.deps.dcs.chat_store(membership.chat.id)
+        found = await store.history(caller.user_id, membership.chat.id, before, p.limit)
         return {"messages": [wire.message(m) for m in found]}
 
     async def dialogs(self, caller: Caller, p: DialogsParams) -> wire.Json:
-        rows = await self.deps.store.dialogs(caller.user_id, p.limit)
+        rows = await self.deps.dcs.dialogs(caller.user_id, p.limit)
         return {"dialogs": [wire.dialog(d, caller.user_id) for d in rows]}
 
 

@@ -7,9 +7,10 @@ from collections.abc import Mapping, Sequence
 from samizdat.bus.events import Push
 from samizdat.core.ids import ChatId, MessageId
 from samizdat.core.model import Chat, Message
-from samizdat.core.updates import Delivery, UpdateRef
+from samizdat.core.updates import MESSAGE_KINDS, Delivery, UpdateKind, UpdateRef
 from samizdat.server import wire
 from samizdat.server.deps import Deps
+from samizdat.store.sql import SqlStore
 
 
 async def publish_deliveries(
@@ -29,4 +30,17 @@ async def publish_deliveries(
             await deps.publish(Push(wire.dumps(body), tuple(targets), skip_connection))
 
 
-__all__ = ["publish_deliveries"]
+async def publish_fetched(deps: Deps, source: SqlStore, deliveries: Sequence[Delivery]) -> None:
+    """Publish deliveries whose messages and chats are not at hand (updates moved from
+    another DC): read them from ``source``, the chat's DC, first."""
+    ids = [d.ref.message_ids[0] for d in deliveries if d.ref.kind in MESSAGE_KINDS]
+    messages = await source.messages_by_id(ids) if ids else {}
+    chats = {}
+    for chat_id in {d.ref.chat_id for d in deliveries if d.ref.kind is UpdateKind.CHAT_UPDATED}:
+        membership = await deps.chats.get(chat_id)
+        if membership is not None:
+            chats[chat_id] = membership.chat
+    await publish_deliveries(deps, deliveries, messages=messages, chats=chats)
+
+
+__all__ = ["publish_deliveries", "publish_fetched"]

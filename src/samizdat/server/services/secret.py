@@ -53,7 +53,7 @@ class SecretService:
         ``recipients`` user has a device with published keys (other than the caller's) that
         the request does not address: the sender's view of their devices is stale.
         """
-        store = self.deps.store
+        store = await self.deps.dcs.caller_store(caller.user_id)
         # (device, olm_type, body) in request order; a group's rows share one body.
         rows = [(DeviceId(m.device_id), m.olm_type, _decode(m.ciphertext)) for m in p.messages]
         if p.group is not None:
@@ -66,21 +66,19 @@ class SecretService:
             )
             for device, olm_type, body in rows
         ]
-        await store.secrets.deliver(
-            envelopes,
-            recipients=[UserId(u) for u in p.recipients],
-            sender_device=caller.device_id,
+        await self.deps.dcs.deliver_secrets(
+            store, envelopes, [UserId(u) for u in p.recipients], caller.device_id
         )
         for e in envelopes:
             await self.deps.publish(DevicePush(wire.dumps(envelope_json(e)), (e.device_id,)))
         return {"ids": [e.id for e in envelopes]}
 
     async def pending(self, caller: Caller, p: PendingSecretParams) -> wire.Json:
-        found = await self.deps.store.secrets.pending(caller.device_id, p.limit)
+        found = await self.deps.dcs.pending_secrets(caller.device_id, p.limit)
         return {"messages": [envelope_json(e) for e in found]}
 
     async def ack(self, caller: Caller, p: AckSecretParams) -> wire.Json:
-        return {"deleted": await self.deps.store.secrets.ack(caller.device_id, p.ids)}
+        return {"deleted": await self.deps.dcs.ack_secrets(caller.device_id, p.ids)}
 
 
 __all__ = ["SecretService", "envelope_json"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from samizdat.core.updates import UpdateKind
+from samizdat.core.updates import MESSAGE_KINDS, UpdateKind
 from samizdat.protocol.methods import DifferenceParams, Empty
 from samizdat.server import wire
 from samizdat.server.deps import Caller, Deps
@@ -13,15 +13,14 @@ from samizdat.server.deps import Caller, Deps
 #: that was away from a busy chat never gets a frame too big for it (or for the server) to hold.
 MAX_DIFFERENCE_BYTES = 1024 * 1024
 
-_MESSAGE_KINDS = {UpdateKind.NEW_MESSAGE, UpdateKind.MESSAGE_EDITED, UpdateKind.REACTION}
-
 
 class SyncService:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
     async def state(self, caller: Caller, _: Empty) -> wire.Json:
-        return {"seq": await self.deps.store.current_seq(caller.user_id)}
+        store = await self.deps.dcs.caller_store(caller.user_id)
+        return {"seq": await store.current_seq(caller.user_id)}
 
     async def difference(self, caller: Caller, p: DifferenceParams) -> wire.Json:
         """Every update after ``since`` in order, with messages as they are now.
@@ -33,17 +32,18 @@ class SyncService:
         shown, and chat states come back as ``chat_left``: a former member learns nothing of
         what was written or changed after they left, and keeps what they were sent.
         """
-        store = self.deps.store
+        dcs = self.deps.dcs
+        store = await dcs.caller_store(caller.user_id)
         current = await store.current_seq(caller.user_id)
         found = await store.updates_since(caller.user_id, p.since, p.limit)
-        message_ids = [d.ref.message_ids[0] for d in found if d.ref.kind in _MESSAGE_KINDS]
-        messages = await store.messages_by_id(message_ids)
+        message_ids = [d.ref.message_ids[0] for d in found if d.ref.kind in MESSAGE_KINDS]
+        messages = await dcs.messages_by_id(message_ids)
         chats = {}
         for chat_id in {d.ref.chat_id for d in found if d.ref.kind is UpdateKind.CHAT_UPDATED}:
             membership = await self.deps.chats.get(chat_id)  # the per-node cache, not a query
             if membership is not None:
                 chats[chat_id] = membership.chat
-        still_in = await store.member_chat_ids(caller.user_id, {d.ref.chat_id for d in found})
+        still_in = await dcs.member_chat_ids(caller.user_id, {d.ref.chat_id for d in found})
         for message_id, message in list(messages.items()):
             if message.chat_id not in still_in:
                 text = None if message.edit_date is not None else message.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 
 from samizdat.core.ids import UserId
@@ -9,7 +10,7 @@ from samizdat.core.model import Account
 from samizdat.core.phone import parse_phone
 from samizdat.core.ratelimit import KeyedLimiter
 from samizdat.core.rules import normalize_username, phone_visible_to
-from samizdat.protocol.errors import ErrorCode, NotFound, ProtocolError, SamizdatError
+from samizdat.protocol.errors import Conflict, ErrorCode, NotFound, ProtocolError, SamizdatError
 from samizdat.protocol.methods import (
     Empty,
     ResolveParams,
@@ -32,10 +33,11 @@ class UserService:
         self._phone_lookups = KeyedLimiter[int](
             PHONE_LOOKUPS_PER_HOUR / 3600.0, PHONE_LOOKUPS_PER_HOUR, what="lookups by phone number"
         )
+        self._username_lock = asyncio.Lock()
 
     async def view(self, account: Account, viewer: UserId) -> wire.Json:
         """A user as ``viewer`` may see them: the phone only if the owner's setting allows."""
-        store = self.deps.store
+        store = await self.deps.dcs.user_store(account.id)
         own = account.id == viewer
         is_contact = (not own) and await store.is_contact_of(account.id, viewer)
         visible = phone_visible_to(
@@ -45,7 +47,7 @@ class UserService:
         return wire.user(account, phone=phone, own=own)
 
     async def _account(self, user_id: UserId) -> Account:
-        account = await self.deps.store.get_user(user_id)
+        account = await self.deps.dcs.get_user(user_id)
         if account is None:
             raise NotFound("no such user", code=ErrorCode.USER_NOT_FOUND)
         return account
@@ -58,7 +60,7 @@ class UserService:
 
     async def resolve(self, caller: Caller, p: ResolveParams) -> wire.Json:
         """Find by @username, or by +phone (you must already know the number to ask)."""
-        store = self.deps.store
+        dcs = self.deps.dcs
         peer = p.peer.strip()
         found: Account | None
         if peer.startswith("+"):
@@ -67,7 +69,9 @@ class UserService:
                 phone = parse_phone(peer)
             except SamizdatError:
                 raise NotFound("no user with that number", code=ErrorCode.USER_NOT_FOUND) from None
-            found = await store.user_by_phone(store.keyring.phone_lookup(phone.e164))
+            home = dcs.for_phone(phone.e164)
+            home.keyring.require_unsealed()
+            found = await home.user_by_phone(home.keyring.phone_lookup(phone.e164))
         else:
             try:
                 _, key = normalize_username(peer)
@@ -75,7 +79,7 @@ class UserService:
                 raise NotFound(
                     "no user with that username", code=ErrorCode.USER_NOT_FOUND
                 ) from None
-            found = await store.user_by_username(key)
+            found = await dcs.user_by_username(key)
         if found is None:
             raise NotFound(f"no user found for {peer[:1]}…", code=ErrorCode.USER_NOT_FOUND)
         return await self.view(found, caller.user_id)
@@ -83,7 +87,7 @@ class UserService:
     async def update_profile(self, caller: Caller, p: UpdateProfileParams) -> wire.Json:
         """Showing the number needs the client to send it: the server keeps only a copy
         sealed to the custodians, which it cannot read, plus this one while it is shown."""
-        store = self.deps.store
+        store = await self.deps.dcs.caller_store(caller.user_id)
         shown: str | None = None
         if p.phone_visibility not in (None, PhoneVisibility.NOBODY):
             if p.phone is None:
@@ -102,25 +106,36 @@ class UserService:
         return await self.me(caller, Empty())
 
     async def set_username(self, caller: Caller, p: SetUsernameParams) -> wire.Json:
+        """Usernames are unique across DCs: the other DCs are asked first, and this node
+        changes one username at a time."""
+        dcs = self.deps.dcs
+        store = await dcs.caller_store(caller.user_id)
         if p.username is None or p.username == "":
-            await self.deps.store.set_username(caller.user_id, None, None)
+            await store.set_username(caller.user_id, None, None)
         else:
             name, key = normalize_username(p.username)
-            await self.deps.store.set_username(caller.user_id, name, key)
+            async with self._username_lock:
+                holder = await dcs.user_by_username(key)
+                if holder is not None and holder.id != caller.user_id:
+                    raise Conflict("that username is taken", code=ErrorCode.USERNAME_TAKEN)
+                await store.set_username(caller.user_id, name, key)
         return await self.me(caller, Empty())
 
     async def add_contact(self, caller: Caller, p: UserIdParams) -> wire.Json:
         await self._account(UserId(p.user_id))
-        await self.deps.store.add_contact(caller.user_id, UserId(p.user_id))
+        store = await self.deps.dcs.caller_store(caller.user_id)
+        await store.add_contact(caller.user_id, UserId(p.user_id))
         return {"ok": True}
 
     async def remove_contact(self, caller: Caller, p: UserIdParams) -> wire.Json:
-        await self.deps.store.remove_contact(caller.user_id, UserId(p.user_id))
+        store = await self.deps.dcs.caller_store(caller.user_id)
+        await store.remove_contact(caller.user_id, UserId(p.user_id))
         return {"ok": True}
 
     async def contacts(self, caller: Caller, _: Empty) -> wire.Json:
-        ids = await self.deps.store.contact_ids(caller.user_id)
-        accounts = await self.deps.store.get_users(ids)
+        store = await self.deps.dcs.caller_store(caller.user_id)
+        ids = await store.contact_ids(caller.user_id)
+        accounts = await self.deps.dcs.get_users(ids)
         return {
             "users": [await self.view(accounts[i], caller.user_id) for i in ids if i in accounts]
         }

@@ -1,0 +1,433 @@
+"""Where each record lives when a node serves several DCs, and moving updates between them.
+
+- An **account** (profile, devices, contacts, device keys, update log) lives in its home DC,
+  chosen from its phone number at sign-up (``[homing]``) and never moved.
+- A **chat** (members, messages, reactions) lives in its creator's DC; a private chat between
+  users of two DCs lives in the home DC of the lower user id, so two people opening one at
+  the same moment from two DCs still get one chat.
+- A change to a chat is one transaction in the chat's DC. Its updates for members homed
+  elsewhere are queued there (``store/outbox.py``) and moved into their own update logs right
+  after the commit, or by the background relay after a crash or while a DC is unreachable.
+- Secret-chat ciphertexts wait in the sender's home DC; a device collects them from every DC.
+
+Which DC holds a user or a chat is looked up once (each DC's database, a handful of queries)
+and remembered: ids are never reused and records never move. With one DC configured every
+lookup is that DC, with no query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from samizdat.core.ids import ChatId, DeviceId, MessageId, UserId
+from samizdat.core.model import Account, Device, DialogRow, Membership, Message
+from samizdat.core.updates import Delivery, UpdateKind, UpdateRef
+from samizdat.protocol.errors import ErrorCode, NotFound, Unavailable
+from samizdat.server.dc_keeper import DcKeeper
+from samizdat.server.topology import DcSettings, HomingSettings
+from samizdat.store.batch import SendOutcome, append_updates
+from samizdat.store.keys import ClaimedKey, DeviceKeys
+from samizdat.store.outbox import queue
+from samizdat.store.secret_inbox import Envelope as SecretEnvelope
+from samizdat.store.secret_inbox import check_addressed
+from samizdat.store.sql import SqlStore
+
+log = logging.getLogger(__name__)
+
+#: Remembered placements before the memo starts over (ids are 8 bytes; a few MB at most).
+MEMO_LIMIT = 1_000_000
+RELAY_INTERVAL = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServedDc:
+    settings: DcSettings
+    store: SqlStore
+    keeper: DcKeeper
+
+
+@dataclass(slots=True)
+class ChatWrite:
+    """One transaction in a chat's DC; ``append`` numbers updates for members homed there
+    and queues the rest. ``deliveries`` are the local ones, to publish after the commit."""
+
+    router: DcRouter
+    store: SqlStore
+    conn: AsyncConnection
+    deliveries: list[Delivery] = field(default_factory=list)
+    queued: list[tuple[UserId, UpdateRef]] = field(default_factory=list)
+
+    async def append(self, targets: Sequence[tuple[UserId, UpdateRef]]) -> None:
+        local, remote = await self.router.split(self.store, targets)
+        self.deliveries += await append_updates(self.conn, local)
+        await queue(self.conn, remote)
+        self.queued += [(user, ref) for _, user, ref in remote]
+
+    def own_seq(self, user: UserId) -> int | None:
+        """The caller's newest number from this write, wherever their update log is."""
+        seqs = [d.seq for d in self.deliveries if d.user_id == user]
+        seqs += [s for u, ref in self.queued if u == user and (s := self.router.moved(u, ref))]
+        return max(seqs) if seqs else None
+
+
+class DcRouter:
+    """The served DCs' stores, and which one holds what."""
+
+    def __init__(self, served: Sequence[ServedDc], homing: HomingSettings, default: str) -> None:
+        self.served = {s.settings.id: s for s in served}
+        self.stores = [s.store for s in served]
+        self.default = self.served[default].store
+        self.homing = homing
+        self._single = self.stores[0] if len(self.stores) == 1 else None
+        self._user_dc: dict[int, SqlStore] = {}
+        self._chat_dc: dict[int, SqlStore] = {}
+        self._moved: dict[tuple[UserId, UpdateRef], int] = {}
+        self._relay_locks = {s.dc_id: asyncio.Lock() for s in self.stores}
+        self._relay_task: asyncio.Task[None] | None = None
+        #: Publishes deliveries moved from a source DC (wired by the app to the bus).
+        self.on_moved: Callable[[SqlStore, list[Delivery]], Awaitable[None]] | None = None
+
+    @property
+    def single(self) -> bool:
+        return self._single is not None
+
+    def store(self, dc_id: str) -> SqlStore:
+        return self.served[dc_id].store
+
+    def for_phone(self, e164: str) -> SqlStore:
+        """The DC a number's account is (or will be) homed in."""
+        if self._single is not None:
+            return self._single
+        return self.store(self.homing.dc_for(e164, self.default.dc_id))
+
+    # placement memo -------------------------------------------------------------------------
+    def note_user(self, user_id: int, store: SqlStore) -> None:
+        _remember(self._user_dc, user_id, store)
+
+    def note_chat(self, chat_id: int, store: SqlStore) -> None:
+        _remember(self._chat_dc, chat_id, store)
+
+    async def homes(self, user_ids: Iterable[UserId]) -> dict[UserId, SqlStore]:
+        """Each existing user's home DC store; unknown ids are left out."""
+        wanted = set(user_ids)
+        if self._single is not None:
+            found = await self._single.existing_user_ids(wanted) if wanted else set()
+            return dict.fromkeys(found, self._single)
+        out = {u: self._user_dc[u] for u in wanted if u in self._user_dc}
+        missing = wanted - out.keys()
+        for store in self.stores:
+            if not missing:
+                break
+            for user in await store.existing_user_ids(missing):
+                out[user] = store
+                self.note_user(user, store)
+            missing -= out.keys()
+        return out
+
+    async def find_user(self, user_id: UserId) -> SqlStore | None:
+        if self._single is not None:
+            return self._single
+        return (await self.homes([user_id])).get(user_id)
+
+    async def user_store(self, user_id: UserId) -> SqlStore:
+        """The user's home DC; USER_NOT_FOUND if there is no such user."""
+        found = await self.find_user(user_id)
+        if found is None:
+            raise NotFound("no such user", code=ErrorCode.USER_NOT_FOUND)
+        return found
+
+    async def caller_store(self, user_id: UserId) -> SqlStore:
+        """The caller's home DC, which must be unsealed for them to do anything."""
+        store = await self.user_store(user_id)
+        store.keyring.require_unsealed()
+        return store
+
+    async def find_chat(self, chat_id: ChatId) -> SqlStore | None:
+        if self._single is not None:
+            return self._single
+        found = self._chat_dc.get(chat_id)
+        if found is not None:
+            return found
+        for store in self.stores:
+            if await store.load_membership(chat_id) is not None:
+                self.note_chat(chat_id, store)
+                return store
+        return None
+
+    async def chat_store(self, chat_id: ChatId) -> SqlStore:
+        """The chat's DC, unsealed; CHAT_NOT_FOUND if no DC holds it."""
+        store = await self.find_chat(chat_id)
+        if store is None:
+            raise NotFound("chat not found", code=ErrorCode.CHAT_NOT_FOUND)
+        store.keyring.require_unsealed()
+        return store
+
+    async def load_membership(self, chat_id: ChatId) -> Membership | None:
+        """For the chat directory: the chat and its members, from whichever DC holds it."""
+        store = await self.find_chat(chat_id)
+        if store is None:
+            return None
+        return await store.load_membership(chat_id)
+
+    async def new_chat_store(self, creator: UserId, pair: tuple[UserId, UserId] | None) -> SqlStore:
+        """Where a new chat goes: the creator's DC (a private chat: the lower id's DC)."""
+        return await self.caller_store(pair[0] if pair is not None else creator)
+
+    # reads across DCs ----------------------------------------------------------------------
+    async def user_count(self) -> int:
+        return sum([await s.user_count() for s in self.stores])
+
+    async def existing_user_ids(self, user_ids: Iterable[UserId]) -> set[UserId]:
+        return set(await self.homes(user_ids))
+
+    async def get_users(self, user_ids: Iterable[UserId]) -> dict[UserId, Account]:
+        by_store = _group(await self.homes(user_ids))
+        out: dict[UserId, Account] = {}
+        for store, users in by_store:
+            out.update(await store.get_users(users))
+        return out
+
+    async def get_user(self, user_id: UserId) -> Account | None:
+        store = await self.find_user(user_id)
+        return None if store is None else await store.get_user(user_id)
+
+    async def user_by_username(self, key: str) -> Account | None:
+        for store in self.stores:
+            found = await store.user_by_username(key)
+            if found is not None:
+                self.note_user(found.id, store)
+                return found
+        return None
+
+    async def private_chat_id(self, pair: tuple[UserId, UserId]) -> ChatId | None:
+        for store in self.stores:
+            found = await store.private_chat_id(pair)
+            if found is not None:
+                self.note_chat(found, store)
+                return found
+        return None
+
+    async def messages_by_id(self, ids: Iterable[MessageId]) -> dict[MessageId, Message]:
+        wanted = list(ids)
+        out: dict[MessageId, Message] = {}
+        for store in self.stores:
+            missing = [i for i in wanted if i not in out]
+            if not missing:
+                break
+            if store.keyring.unsealed:
+                out.update(await store.messages_by_id(missing))
+        return out
+
+    async def member_chat_ids(self, user_id: UserId, chat_ids: Iterable[ChatId]) -> set[ChatId]:
+        wanted = set(chat_ids)
+        found: set[ChatId] = set()
+        for store in self.stores:
+            found |= await store.member_chat_ids(user_id, wanted - found)
+        return found
+
+    async def dialogs(self, user_id: UserId, limit: int) -> list[DialogRow]:
+        """The user's chats from every unsealed DC, newest first (one list, as from one DC)."""
+        lists = [await s.dialogs(user_id, limit) for s in self.stores if s.keyring.unsealed]
+        if len(lists) == 1:
+            return lists[0]
+        merged = [row for rows in lists for row in rows]
+        return sorted(merged, key=_dialog_order, reverse=True)[:limit]
+
+    async def device_by_token(self, digest: bytes) -> Device | None:
+        for store in self.stores:
+            found = await store.device_by_token(digest)
+            if found is not None:
+                self.note_user(found.user_id, store)
+                return found
+        return None
+
+    async def list_devices_by_id(self, device_ids: Sequence[DeviceId]) -> list[Device]:
+        out: list[Device] = []
+        for store in self.stores:
+            out += await store.list_devices_by_id(device_ids)
+        return out
+
+    def require_any_unsealed(self) -> None:
+        """UNAVAILABLE when no served DC is unsealed (one DC: that DC)."""
+        if not any(s.keyring.unsealed for s in self.stores):
+            self.default.keyring.require_unsealed()
+
+    # end-to-end keys and secret-chat ciphertexts ---------------------------------------------
+    async def query_keys(self, user_ids: Iterable[UserId]) -> list[DeviceKeys]:
+        found: list[DeviceKeys] = []
+        for store, users in _group(await self.homes(user_ids)):
+            found += await store.keys.query(users)
+        return sorted(found, key=lambda d: (d.user_id, d.device_id))
+
+    async def claim_keys(self, device_ids: Iterable[DeviceId]) -> list[ClaimedKey]:
+        wanted = list(device_ids)
+        claimed: list[ClaimedKey] = []
+        for store in self.stores:
+            claimed += await store.keys.claim(wanted)
+        return claimed
+
+    async def deliver_secrets(
+        self,
+        sender: SqlStore,
+        envelopes: Sequence[SecretEnvelope],
+        recipients: Sequence[UserId],
+        sender_device: DeviceId,
+    ) -> None:
+        """Queue in the sender's DC, all or nothing, after checking every DC's devices."""
+        if self._single is not None:
+            await sender.secrets.deliver(
+                envelopes, recipients=recipients, sender_device=sender_device
+            )
+            return
+        wanted = {e.device_id for e in envelopes}
+        live: set[DeviceId] = set()
+        published: set[DeviceId] = set()
+        for store in self.stores:
+            live |= await store.secrets.live_devices(wanted)
+            if recipients:
+                published |= await store.secrets.published_devices(recipients)
+        check_addressed(wanted, live, published, sender_device)
+        await sender.secrets.deliver(envelopes, sender_device=sender_device, verified=True)
+
+    async def pending_secrets(self, device_id: DeviceId, limit: int) -> list[SecretEnvelope]:
+        found: list[SecretEnvelope] = []
+        for store in self.stores:
+            found += await store.secrets.pending(device_id, limit)
+        return sorted(found, key=lambda e: e.id)[:limit]
+
+    async def ack_secrets(self, device_id: DeviceId, ids: Sequence[int]) -> int:
+        return sum([await s.secrets.ack(device_id, ids) for s in self.stores])
+
+    async def drop_secrets_for(self, device_ids: Sequence[DeviceId]) -> None:
+        for store in self.stores:
+            await store.secrets.drop_for_devices(device_ids)
+
+    # writes ----------------------------------------------------------------------------------
+    async def split(
+        self, store: SqlStore, targets: Sequence[tuple[UserId, UpdateRef]]
+    ) -> tuple[list[tuple[UserId, UpdateRef]], list[tuple[str, UserId, UpdateRef]]]:
+        """Targets homed in ``store``'s DC, and (home DC, user, ref) for the rest."""
+        if self._single is not None or not targets:
+            return list(targets), []
+        homes = await self.homes(u for u, _ in targets)
+        local = [(u, r) for u, r in targets if homes.get(u) is store]
+        remote = [
+            (homes[u].dc_id, u, r) for u, r in targets if u in homes and homes[u] is not store
+        ]
+        return local, remote
+
+    @contextlib.asynccontextmanager
+    async def chat_write(self, store: SqlStore) -> AsyncIterator[ChatWrite]:
+        """A transaction in ``store``'s DC; after it commits, queued updates are moved."""
+        async with store.write() as conn:
+            write = ChatWrite(self, store, conn)
+            yield write
+        if write.queued:
+            await self.relay(store)
+
+    async def send(
+        self, store: SqlStore, message: Message, members: Iterable[UserId]
+    ) -> SendOutcome:
+        """Group-commit a message in its chat's DC, then move updates for members elsewhere."""
+        if self._single is not None:
+            return await store.send(message, frozenset(members))
+        ref = UpdateRef(UpdateKind.NEW_MESSAGE, message.chat_id, (message.id,))
+        local, remote = await self.split(store, [(u, ref) for u in members])
+        outcome = await store.send(
+            message, frozenset(u for u, _ in local), tuple((dc, u) for dc, u, _ in remote)
+        )
+        if remote and not outcome.duplicate:
+            await self.relay(store)
+            if not outcome.sender_seq:
+                seq = self.moved(message.sender_id, ref) or 0
+                outcome = replace(outcome, sender_seq=seq)
+        return outcome
+
+    def moved(self, user: UserId, ref: UpdateRef) -> int | None:
+        return self._moved.pop((user, ref), None)
+
+    async def relay(self, source: SqlStore) -> None:
+        """Move ``source``'s queued updates into their members' home DCs, oldest first."""
+        async with self._relay_locks[source.dc_id]:
+            while True:
+                queued = await source.outbox.queued()
+                if not queued:
+                    return
+                moved: list[Delivery] = []
+                done: list[int] = []
+                for dc_id in dict.fromkeys(q.target_dc for q in queued):
+                    items = [q for q in queued if q.target_dc == dc_id]
+                    target = self.served.get(dc_id)
+                    if target is None:
+                        log.error("outbox names an unknown DC", extra={"dc": dc_id})
+                        continue
+                    try:
+                        moved += await target.store.outbox.apply(source.dc_id, items, time.time())
+                    except (SQLAlchemyError, Unavailable) as exc:
+                        log.warning(
+                            "could not move updates to another DC; will retry",
+                            extra={"dc": dc_id, "error": type(exc).__name__},
+                        )
+                        continue
+                    done += [q.id for q in items]
+                if done:
+                    await source.outbox.forget(done)
+                for d in moved:
+                    _remember(self._moved, (d.user_id, d.ref), d.seq, limit=100_000)
+                if moved and self.on_moved is not None:
+                    await self.on_moved(source, moved)
+                if len(done) < len(queued):
+                    return  # a target is down: the background relay tries again
+
+    async def start(self) -> None:
+        if self._single is None:
+            self._relay_task = asyncio.create_task(self._relay_forever(), name="dc-relay")
+
+    async def stop(self) -> None:
+        if self._relay_task is not None:
+            self._relay_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._relay_task
+
+    async def _relay_forever(self) -> None:
+        """Moves what a crash or an unreachable DC left queued."""
+        while True:
+            await asyncio.sleep(RELAY_INTERVAL)
+            for store in self.stores:
+                try:
+                    await self.relay(store)
+                except (SQLAlchemyError, Unavailable) as exc:
+                    log.warning(
+                        "relay failed", extra={"dc": store.dc_id, "error": type(exc).__name__}
+                    )
+                except Exception:
+                    log.exception("relay failed")
+
+
+def _remember(memo: dict[Any, Any], key: Any, value: Any, *, limit: int = MEMO_LIMIT) -> None:
+    if len(memo) >= limit:
+        memo.clear()
+    memo[key] = value
+
+
+def _group(homes: dict[UserId, SqlStore]) -> list[tuple[SqlStore, list[UserId]]]:
+    by_dc: dict[str, tuple[SqlStore, list[UserId]]] = {}
+    for user, store in homes.items():
+        by_dc.setdefault(store.dc_id, (store, []))[1].append(user)
+    return list(by_dc.values())
+
+
+def _dialog_order(row: DialogRow) -> int:
+    return row.last_message.id if row.last_message is not None else row.chat.id
+
+
+__all__ = ["ChatWrite", "DcRouter", "ServedDc"]

@@ -1,0 +1,239 @@
+"""Several DCs served by one node: users homed by number, chats in their creator's DC.
+
+Three DCs in three jurisdictions, each kept by the custodians of the other two (threshold 2),
+each with its own database (SQLite files, or three PostgreSQL databases). Test numbers carry
+no country, so ``[homing.prefixes]`` sends +999662… to ``dc-b`` and +999663… to ``dc-c``;
+everyone else is homed in the default ``dc-a``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from samizdat.client import Client
+from samizdat.protocol.errors import ErrorCode, SamizdatError
+from samizdat.protocol.models import NewMessageUpdate
+from tests.conftest import BACKENDS, _require_backend
+from tests.harness import ServerProcess, create_pg_database, drop_pg_database, new_test_phone
+from tests.inbox import Inbox, private_chat, uid
+from tests.raw_socket import token_of
+
+DCS = {"dc-a": ("XA", 1), "dc-b": ("XB", 2), "dc-c": ("XC", 3)}  # id: (jurisdiction, digit)
+
+
+def topology(databases: dict[str, str] | None) -> str:
+    lines = []
+    for place in ("XA", "XB", "XC"):
+        lines += ["[[custodians]]", f'id = "cust-{place.lower()}"', f'jurisdiction = "{place}"']
+    for dc, (place, _) in DCS.items():
+        others = [f'"cust-{p.lower()}"' for p, _ in DCS.values() if p != place]
+        lines += ["[[dcs]]", f'id = "{dc}"', f'jurisdiction = "{place}"']
+        lines += [f"custodians = [{', '.join(others)}]", "threshold = 2"]
+        if databases is not None:
+            lines.append(f'database_url = "{databases[dc]}"')
+    lines += ["[homing]", 'default_dc = "dc-a"', "[homing.prefixes]"]
+    lines += ['"+999662" = "dc-b"', '"+999663" = "dc-c"']
+    return "\n".join(lines) + "\n"
+
+
+class MultiDc:
+    def __init__(self, root: Path, backend: str) -> None:
+        self.backend = backend
+        self.pg: dict[str, str] = {}
+        databases = None
+        if backend == "postgres":
+            self.pg = {dc: create_pg_database() for dc in DCS}
+            databases = {
+                dc: f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+                for dc, name in self.pg.items()
+            }
+        self.server = ServerProcess(root, backend="sqlite")
+        self.server.extra_config += "\n" + topology(databases)
+
+    async def rows(self, dc: str, statement: str, *args: Any) -> list[Any]:
+        """SQL on one DC's own database, behind the server's back."""
+        if self.backend == "postgres":
+            conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:5432/{self.pg[dc]}")
+            try:
+                return list(await conn.fetch(statement, *args))
+            finally:
+                await conn.close()
+        path = self.server.data_dir / f"dc-{dc}.sqlite3"
+
+        def work() -> list[Any]:
+            db = sqlite3.connect(path, timeout=10)
+            try:
+                return db.execute(statement.replace("$1", "?"), args).fetchall()
+            finally:
+                db.close()
+
+        return await asyncio.to_thread(work)
+
+    def cleanup(self) -> None:
+        self.server.cleanup()
+        for name in self.pg.values():
+            drop_pg_database(name)
+
+
+@pytest.fixture(params=BACKENDS)
+def dcs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MultiDc]:
+    _require_backend(request.param)
+    made = MultiDc(tmp_path / "node", request.param)
+    made.server.start()
+    yield made
+    made.cleanup()
+
+
+async def homed_in(url: str, dc: str, name: str) -> Client:
+    phone, code = new_test_phone(DCS[dc][1])
+    client = Client(url, device_name="test")
+    try:
+        await client.connect()
+        await client.send_code(phone)
+        await client.sign_in(phone, code, display_name=name)
+    except BaseException:
+        await client.close()
+        raise
+    return client
+
+
+async def user_dcs(dcs: MultiDc, user_id: int) -> list[str]:
+    """The DCs whose database has a row for this account (one, its home)."""
+    return [dc for dc in DCS if await dcs.rows(dc, "SELECT id FROM users WHERE id = $1", user_id)]
+
+
+async def test_users_are_homed_by_number_and_a_group_lives_in_its_creators_dc(
+    dcs: MultiDc,
+) -> None:
+    url = dcs.server.url
+    alice = await homed_in(url, "dc-a", "Alice")
+    bob = await homed_in(url, "dc-b", "Bob")
+    carol = await homed_in(url, "dc-c", "Carol")
+    try:
+        for client, dc in ((alice, "dc-a"), (bob, "dc-b"), (carol, "dc-c")):
+            assert await user_dcs(dcs, uid(client)) == [dc]
+        bob_inbox, carol_inbox = Inbox(bob), Inbox(carol)
+
+        group = await bob.create_group("three places", [uid(alice), uid(carol)])
+        sent = await alice.send_message(group.id, "from dc-a into dc-b's chat")
+        for inbox in (bob_inbox, carol_inbox):
+            received = await inbox.next_of(NewMessageUpdate)
+            assert received.message.text == "from dc-a into dc-b's chat"
+
+        # The chat and its message are in dc-b's database only.
+        for dc in DCS:
+            chats = await dcs.rows(dc, "SELECT id FROM chats WHERE id = $1", group.id)
+            found = await dcs.rows(dc, "SELECT id FROM messages WHERE id = $1", sent.id)
+            assert (len(chats), len(found)) == ((1, 1) if dc == "dc-b" else (0, 0)), dc
+        # Each member's updates are in their own DC's update log, and nothing is left queued.
+        for client, dc in ((alice, "dc-a"), (bob, "dc-b"), (carol, "dc-c")):
+            logged = await dcs.rows(dc, "SELECT seq FROM updates WHERE user_id = $1", uid(client))
+            assert len(logged) == 2, dc  # joined the group; the message
+        for dc in DCS:
+            assert await dcs.rows(dc, "SELECT id FROM outbox") == [], dc
+        assert [m.text for m in await carol.history(group.id)] == ["from dc-a into dc-b's chat"]
+        assert group.id in [d.chat.id for d in await alice.dialogs()]
+    finally:
+        for client in (alice, bob, carol):
+            await client.close()
+
+
+async def test_private_chats_across_dcs_work_both_ways_and_sync_after_a_crash(
+    dcs: MultiDc,
+) -> None:
+    url = dcs.server.url
+    alice = await homed_in(url, "dc-a", "Alice")
+    carol = await homed_in(url, "dc-c", "Carol")
+    saved = carol.session
+    try:
+        chat_id = await private_chat(carol, alice)
+        assert await private_chat(alice, carol) == chat_id  # one chat, whoever opens it
+        await carol.close()
+        first = await alice.send_message(chat_id, "hello from dc-a")
+        reply = await alice.send_message(chat_id, "second")
+        await alice.edit_message(chat_id, reply.id, "second, edited")
+    finally:
+        await alice.close()
+    dcs.server.kill9()
+    dcs.server.start()
+    resumed = Client(url, session=saved)
+    inbox = Inbox(resumed)
+    await resumed.connect()  # catches up from dc-c's log, messages from the chat's DC
+    try:
+        got = [u for u in inbox.taken_now() if isinstance(u, NewMessageUpdate)]
+        assert [(u.message.id, u.message.text) for u in got] == [
+            (first.id, "hello from dc-a"),
+            (reply.id, "second, edited"),
+        ]
+        back = await resumed.send_message(chat_id, "hello from dc-c")
+        assert back.text == "hello from dc-c"
+    finally:
+        await resumed.close()
+
+
+async def test_a_sealed_dc_refuses_its_users_while_the_others_serve_then_unseals_itself(
+    dcs: MultiDc,
+) -> None:
+    url = dcs.server.url
+    alice = await homed_in(url, "dc-a", "Alice")
+    bob = await homed_in(url, "dc-b", "Bob")
+    chat_id = await private_chat(alice, bob)
+    alice_saved, bob_saved = alice.session, bob.session
+    bob_token = token_of(bob)
+    await bob.close()
+    await alice.close()
+
+    # Custodian XA holds a share of dc-b and dc-c (2 of 2): without it those two stay sealed.
+    dcs.server.stop()
+    custodians = dcs.server.data_dir / "custodians"
+    shutil.move(custodians / "cust-xa", dcs.server.data_dir / "cust-xa.away")
+    dcs.server.start()
+    async with httpx.AsyncClient(base_url=url) as http:
+        status = {d["id"]: d["state"] for d in (await http.get("/status")).json()["dcs"]}
+        health = await http.get("/health")
+    assert status == {"dc-a": "unsealed", "dc-b": "sealed", "dc-c": "sealed"}
+    assert health.status_code == 200
+    assert set(health.json()["sealed"]) == {"dc-b", "dc-c"}
+
+    with pytest.raises(SamizdatError) as refused:
+        await homed_in(url, "dc-b", "Dave")
+    assert refused.value.code is ErrorCode.UNAVAILABLE
+    async with httpx.AsyncClient(base_url=url) as http:  # bob's own DC is sealed
+        reply = await http.post(
+            "/api/updates.state", json={}, headers={"authorization": f"Bearer {bob_token}"}
+        )
+    assert reply.json()["error"]["code"] == ErrorCode.UNAVAILABLE.value
+    alice = Client(url, session=alice_saved)
+    await alice.connect()
+    try:
+        sent = await alice.send_message(chat_id, "while dc-b is sealed")  # dc-a serves
+        newcomer = await homed_in(url, "dc-a", "Erin")
+        await newcomer.close()
+    finally:
+        await alice.close()
+
+    shutil.move(dcs.server.data_dir / "cust-xa.away", custodians / "cust-xa")
+    async with httpx.AsyncClient(base_url=url) as http:
+        for _ in range(300):
+            states = {d["id"]: d["state"] for d in (await http.get("/status")).json()["dcs"]}
+            if set(states.values()) == {"unsealed"}:
+                break
+            await asyncio.sleep(0.1)
+    assert set(states.values()) == {"unsealed"}
+    bob = Client(url, session=bob_saved)
+    inbox = Inbox(bob)
+    await bob.connect()
+    try:
+        got = [u for u in inbox.taken_now() if isinstance(u, NewMessageUpdate)]
+        assert [u.message.id for u in got] == [sent.id]
+    finally:
+        await bob.close()
