@@ -7,6 +7,8 @@ and ``phone_shown`` are AES-GCM ciphertexts under DC-key-wrapped keys, ``phone_e
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -139,18 +141,26 @@ reactions = Table(
     Column("emoji", String(16), nullable=False),
 )
 
+
+def _update_ref_columns() -> list[Column[Any]]:
+    """What an update says (``core.updates.UpdateRef``): in the log and in the outbox."""
+    return [
+        Column("kind", String(24), nullable=False),
+        Column("chat_id", BigInteger, nullable=False),
+        Column("message_ids", Text, nullable=False),
+        Column("actor", BigInteger),
+        Column("max_id", BigInteger),
+        Column("emoji", String(16)),
+        Column("for_everyone", Boolean, nullable=False),
+    ]
+
+
 updates = Table(
     "updates",
     metadata,
     Column("user_id", BigInteger, primary_key=True, autoincrement=False),
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
-    Column("kind", String(24), nullable=False),
-    Column("chat_id", BigInteger, nullable=False),
-    Column("message_ids", Text, nullable=False),
-    Column("actor", BigInteger),
-    Column("max_id", BigInteger),
-    Column("emoji", String(16)),
-    Column("for_everyone", Boolean, nullable=False),
+    *_update_ref_columns(),
 )
 
 device_keys = Table(
@@ -227,13 +237,7 @@ outbox = Table(
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
     Column("target_dc", String(32), nullable=False),
     Column("user_id", BigInteger, nullable=False),
-    Column("kind", String(24), nullable=False),
-    Column("chat_id", BigInteger, nullable=False),
-    Column("message_ids", Text, nullable=False),
-    Column("actor", BigInteger),
-    Column("max_id", BigInteger),
-    Column("emoji", String(16)),
-    Column("for_everyone", Boolean, nullable=False),
+    *_update_ref_columns(),
     Index("ix_outbox_target", "target_dc", "id"),
     # ids are never reused (applied marks name them), also after the table empties
     sqlite_autoincrement=True,
