@@ -103,6 +103,7 @@ async def homed_in(url: str, dc: str, name: str) -> Client:
     except BaseException:
         await client.close()
         raise
+    client.test_phone = phone  # type: ignore[attr-defined]
     return client
 
 
@@ -237,3 +238,21 @@ async def test_a_sealed_dc_refuses_its_users_while_the_others_serve_then_unseals
         assert [u.message.id for u in got] == [sent.id]
     finally:
         await bob.close()
+
+
+async def test_an_account_stays_in_its_dc_when_the_homing_rules_change(dcs: MultiDc) -> None:
+    bob = await homed_in(dcs.server.url, "dc-b", "Bob")
+    bob_id, phone = uid(bob), bob.test_phone  # type: ignore[attr-defined]
+    await bob.close()
+    dcs.server.stop()
+    dcs.server.extra_config = dcs.server.extra_config.replace('"+999662" = "dc-b"\n', "")
+    dcs.server.start()
+    again = Client(dcs.server.url, device_name="laptop")
+    await again.connect()
+    try:
+        await again.send_code(phone)
+        await again.sign_in(phone, "22222")
+        assert uid(again) == bob_id  # the same account, not a new one in dc-a
+        assert await user_dcs(dcs, bob_id) == ["dc-b"]
+    finally:
+        await again.close()

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from samizdat.core.ids import ChatId, DeviceId, MessageId, UserId
 from samizdat.core.model import Account, Device, DialogRow, Membership, Message
 from samizdat.core.updates import Delivery, UpdateKind, UpdateRef
-from samizdat.protocol.errors import ErrorCode, NotFound, Unavailable
+from samizdat.protocol.errors import ErrorCode, NotFound, SamizdatError, Unavailable
 from samizdat.server.dc_keeper import DcKeeper
 from samizdat.server.topology import DcSettings, HomingSettings
 from samizdat.store.batch import SendOutcome, append_updates
@@ -139,17 +139,31 @@ class DcRouter:
         return (await self.homes([user_id])).get(user_id)
 
     async def user_store(self, user_id: UserId) -> SqlStore:
-        """The user's home DC; USER_NOT_FOUND if there is no such user."""
+        """The user's home DC, unsealed; USER_NOT_FOUND if there is no such user."""
         found = await self.find_user(user_id)
         if found is None:
             raise NotFound("no such user", code=ErrorCode.USER_NOT_FOUND)
+        found.keyring.require_unsealed()
         return found
 
     async def caller_store(self, user_id: UserId) -> SqlStore:
         """The caller's home DC, which must be unsealed for them to do anything."""
-        store = await self.user_store(user_id)
-        store.keyring.require_unsealed()
-        return store
+        return await self.user_store(user_id)
+
+    def _unsealed(self) -> list[SqlStore]:
+        return [s for s in self.stores if s.keyring.unsealed]
+
+    async def home_of_number(self, e164: str) -> SqlStore:
+        """Where the account of a number is, else where it would be homed. An account stays
+        in the DC it was made in even if the homing rules change later, so every unsealed DC
+        is asked. (A sealed one cannot be: were the rules changed *and* its DC sealed, a
+        number homed there could get a second account elsewhere meanwhile.)"""
+        if self._single is not None:
+            return self._single
+        for store in self._unsealed():
+            if await store.user_by_phone(store.keyring.phone_lookup(e164)) is not None:
+                return store
+        return self.for_phone(e164)
 
     async def find_chat(self, chat_id: ChatId) -> SqlStore | None:
         if self._single is not None:
@@ -190,18 +204,23 @@ class DcRouter:
         return set(await self.homes(user_ids))
 
     async def get_users(self, user_ids: Iterable[UserId]) -> dict[UserId, Account]:
+        """Accounts from their home DCs; those in a sealed DC are left out, as if unknown."""
         by_store = _group(await self.homes(user_ids))
         out: dict[UserId, Account] = {}
         for store, users in by_store:
-            out.update(await store.get_users(users))
+            if store.keyring.unsealed:
+                out.update(await store.get_users(users))
         return out
 
     async def get_user(self, user_id: UserId) -> Account | None:
         store = await self.find_user(user_id)
-        return None if store is None else await store.get_user(user_id)
+        if store is None:
+            return None
+        store.keyring.require_unsealed()
+        return await store.get_user(user_id)
 
     async def user_by_username(self, key: str) -> Account | None:
-        for store in self.stores:
+        for store in self._unsealed():
             found = await store.user_by_username(key)
             if found is not None:
                 self.note_user(found.id, store)
@@ -217,14 +236,21 @@ class DcRouter:
         return None
 
     async def messages_by_id(self, ids: Iterable[MessageId]) -> dict[MessageId, Message]:
+        """Messages from whichever DC holds them. UNAVAILABLE if some are not found while a DC
+        is sealed: they may be there, and reporting them gone would lose them for good."""
         wanted = list(ids)
         out: dict[MessageId, Message] = {}
+        sealed = None
         for store in self.stores:
             missing = [i for i in wanted if i not in out]
             if not missing:
                 break
             if store.keyring.unsealed:
                 out.update(await store.messages_by_id(missing))
+            else:
+                sealed = store
+        if sealed is not None and len(out) < len(set(wanted)):
+            sealed.keyring.require_unsealed()
         return out
 
     async def member_chat_ids(self, user_id: UserId, chat_ids: Iterable[ChatId]) -> set[ChatId]:
@@ -265,13 +291,14 @@ class DcRouter:
     async def query_keys(self, user_ids: Iterable[UserId]) -> list[DeviceKeys]:
         found: list[DeviceKeys] = []
         for store, users in _group(await self.homes(user_ids)):
-            found += await store.keys.query(users)
+            if store.keyring.unsealed:
+                found += await store.keys.query(users)
         return sorted(found, key=lambda d: (d.user_id, d.device_id))
 
     async def claim_keys(self, device_ids: Iterable[DeviceId]) -> list[ClaimedKey]:
         wanted = list(device_ids)
         claimed: list[ClaimedKey] = []
-        for store in self.stores:
+        for store in self._unsealed():
             claimed += await store.keys.claim(wanted)
         return claimed
 
@@ -300,12 +327,12 @@ class DcRouter:
 
     async def pending_secrets(self, device_id: DeviceId, limit: int) -> list[SecretEnvelope]:
         found: list[SecretEnvelope] = []
-        for store in self.stores:
+        for store in self._unsealed():
             found += await store.secrets.pending(device_id, limit)
         return sorted(found, key=lambda e: e.id)[:limit]
 
     async def ack_secrets(self, device_id: DeviceId, ids: Sequence[int]) -> int:
-        return sum([await s.secrets.ack(device_id, ids) for s in self.stores])
+        return sum([await s.secrets.ack(device_id, ids) for s in self._unsealed()])
 
     async def drop_secrets_for(self, device_ids: Sequence[DeviceId]) -> None:
         for store in self.stores:
@@ -332,7 +359,7 @@ class DcRouter:
             write = ChatWrite(self, store, conn)
             yield write
         if write.queued:
-            await self.relay(store)
+            await self.relay_soon(store)
 
     async def send(
         self, store: SqlStore, message: Message, members: Iterable[UserId]
@@ -346,11 +373,19 @@ class DcRouter:
             message, frozenset(u for u, _ in local), tuple((dc, u) for dc, u, _ in remote)
         )
         if remote and not outcome.duplicate:
-            await self.relay(store)
+            await self.relay_soon(store)
             if not outcome.sender_seq:
                 seq = self.moved(message.sender_id, ref) or 0
                 outcome = replace(outcome, sender_seq=seq)
         return outcome
+
+    async def relay_soon(self, source: SqlStore) -> None:
+        """After a commit: move what it queued now if possible. The change is committed
+        whatever happens here; anything left is moved by the background relay."""
+        try:
+            await self.relay(source)
+        except Exception:
+            log.exception("moving updates after a commit failed; the relay retries")
 
     def moved(self, user: UserId, ref: UpdateRef) -> int | None:
         return self._moved.pop((user, ref), None)
@@ -372,7 +407,7 @@ class DcRouter:
                         continue
                     try:
                         moved += await target.store.outbox.apply(source.dc_id, items, time.time())
-                    except (SQLAlchemyError, Unavailable) as exc:
+                    except (SQLAlchemyError, SamizdatError) as exc:
                         log.warning(
                             "could not move updates to another DC; will retry",
                             extra={"dc": dc_id, "error": type(exc).__name__},
@@ -384,7 +419,10 @@ class DcRouter:
                 for d in moved:
                     _remember(self._moved, (d.user_id, d.ref), d.seq, limit=100_000)
                 if moved and self.on_moved is not None:
-                    await self.on_moved(source, moved)
+                    try:
+                        await self.on_moved(source, moved)
+                    except Exception:  # numbered already: a device that missed the push syncs
+                        log.exception("pushing moved updates failed")
                 if len(done) < len(queued):
                     return  # a target is down: the background relay tries again
 

@@ -64,7 +64,7 @@ class AuthService:
     async def send_code(self, anon: Anonymous, p: SendCodeParams) -> wire.Json:
         self._limit_ip(anon.ip)
         phone = parse_phone(p.phone)
-        store = self.deps.dcs.for_phone(phone.e164)
+        store = await self.deps.dcs.home_of_number(phone.e164)
         keyring = store.keyring
         keyring.require_unsealed()
         lookup = keyring.phone_lookup(phone.e164)
@@ -77,7 +77,7 @@ class AuthService:
     async def sign_in(self, anon: Anonymous, p: SignInParams) -> wire.Json:
         self._limit_ip(anon.ip)
         phone = parse_phone(p.phone)
-        store = self.deps.dcs.for_phone(phone.e164)
+        store = await self.deps.dcs.home_of_number(phone.e164)
         store.keyring.require_unsealed()
         lookup = store.keyring.phone_lookup(phone.e164)
         now = self.deps.clock.now()

@@ -37,6 +37,7 @@ async def publish_fetched(deps: Deps, source: SqlStore, deliveries: Sequence[Del
     messages = await source.messages_by_id(ids) if ids else {}
     chats = {}
     for chat_id in {d.ref.chat_id for d in deliveries if d.ref.kind is UpdateKind.CHAT_UPDATED}:
+        deps.chats.invalidate(chat_id)  # the change was just committed: never the old state
         membership = await deps.chats.get(chat_id)
         if membership is not None:
             chats[chat_id] = membership.chat

@@ -69,7 +69,7 @@ class UserService:
                 phone = parse_phone(peer)
             except SamizdatError:
                 raise NotFound("no user with that number", code=ErrorCode.USER_NOT_FOUND) from None
-            home = dcs.for_phone(phone.e164)
+            home = await dcs.home_of_number(phone.e164)
             home.keyring.require_unsealed()
             found = await home.user_by_phone(home.keyring.phone_lookup(phone.e164))
         else:
