@@ -115,9 +115,8 @@ def create_app(
         except SamizdatError as exc:
             return error_response(exc)
         sealed = [dc.settings.id for dc in served if not dc.store.keyring.unsealed]
-        return Response(
-            orjson.dumps({"status": "ok", "sealed": sealed}), media_type="application/json"
-        )
+        body = {"status": "ok", "sealed": sealed} if sealed else {"status": "ok"}
+        return Response(orjson.dumps(body), media_type="application/json")
 
     @app.get("/status", include_in_schema=False)
     async def status() -> Response:
