@@ -9,10 +9,9 @@ server's node key with ``enroll-node``, and keeps ``serve`` running.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -27,7 +26,8 @@ custodian_app = typer.Typer(
     "its own jurisdiction). Every request is written to its audit log.",
     no_args_is_help=True,
 )
-err = Console(stderr=True)
+#: The error code of every failure of these commands.
+ERROR_CODE = "CUSTODIAN"
 
 DirOption = Annotated[
     Path,
@@ -43,15 +43,7 @@ def _open(directory: Path, out: Output) -> Custodian:
     try:
         return Custodian(directory)
     except (CustodianStateError, AuditError, KeyFormatError) as exc:
-        _fail(out, str(exc))
-
-
-def _fail(out: Output, message: str) -> NoReturn:
-    if out.json:
-        out.record({"error": {"code": "CUSTODIAN", "message": message}})
-    else:
-        err.print(f"[red]error:[/red] {escape(message)}")
-    raise typer.Exit(1)
+        out.fail_with(ERROR_CODE, str(exc))
 
 
 @custodian_app.command("init")
@@ -71,7 +63,7 @@ def init(
     try:
         custodian = Custodian.init(directory, custodian_id, jurisdiction.upper())
     except (CustodianStateError, OSError) as exc:
-        _fail(out, str(exc))
+        out.fail_with(ERROR_CODE, str(exc))
     info = custodian.info()
     out.result(
         info.model_dump(mode="json"),
@@ -97,9 +89,10 @@ def serve(
     from samizdat.server.logs import configure_logging
 
     configure_logging("INFO")
-    custodian = _open(directory, Output(False, directory))
+    out = Output(False, directory)
+    custodian = _open(directory, out)
     info = custodian.info()
-    err.print(
+    out.err.print(
         f"[bold]custodian {info.id}[/bold] ({info.jurisdiction}) serving on "
         f"http://{host}:{port}  ({info.enrolled_nodes} enrolled node(s), audit log "
         f"{info.audit_entries} entries)"
@@ -125,7 +118,7 @@ def enroll_node(
     try:
         node = custodian.enroll_node(node_key, dc)
     except KeyFormatError as exc:
-        _fail(out, f"{exc}; copy the key from `samizdat dc node-key` on the server")
+        out.fail_with(ERROR_CODE, f"{exc}; copy the key from `samizdat dc node-key` on the server")
     out.result(
         {"node_key": node.node_key, "dc": node.dc},
         f"Enrolled {escape(node.node_key)} for DC {escape(node.dc)}.",
@@ -143,7 +136,7 @@ def revoke_node(
     out = Output(json_, ctx.obj)
     removed = _open(directory, out).revoke_node(node_key)
     if not removed:
-        _fail(out, "that node is not enrolled here")
+        out.fail_with(ERROR_CODE, "that node is not enrolled here")
     out.result({"node_key": node_key, "revoked": True}, f"Revoked {escape(node_key)}.")
 
 
@@ -164,7 +157,7 @@ def add_court(
     try:
         custodian.add_court(name, unb64(public_key))
     except (KeyFormatError, ValueError) as exc:
-        _fail(out, f"not a court key: {exc}")
+        out.fail_with(ERROR_CODE, f"not a court key: {exc}")
     out.result(
         {"court": name, "jurisdiction": custodian.identity.jurisdiction},
         f"Court {escape(name)} ({custodian.identity.jurisdiction}) recognised.",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -26,14 +26,6 @@ DataOption = Annotated[Path, typer.Option("--data", help="The server's data dire
 SEALED_EXIT = 2
 
 
-def _fail(out: Output, message: str, code: str = "UNAVAILABLE") -> NoReturn:
-    if out.json:
-        out.record({"error": {"code": code, "message": message}})
-    else:
-        out.err.print(f"[red]error:[/red] {escape(message)}")
-    raise typer.Exit(1)
-
-
 def _get_status(out: Output, server: str) -> list[dict[str, Any]]:
     import httpx  # here, not at the top: every other command starts faster
 
@@ -41,7 +33,9 @@ def _get_status(out: Output, server: str) -> list[dict[str, Any]]:
         response = httpx.get(server.rstrip("/") + "/status", timeout=10)
         response.raise_for_status()
     except httpx.HTTPError as exc:
-        _fail(out, f"no status from {server} ({type(exc).__name__}); is the server running?")
+        out.fail_with(
+            "UNAVAILABLE", f"no status from {server} ({type(exc).__name__}); is the server running?"
+        )
     dcs: list[dict[str, Any]] = response.json()["dcs"]
     return dcs
 
@@ -106,10 +100,10 @@ def node_key(
     try:
         settings = load_settings(config, data_dir=data)
     except ConfigError as exc:
-        _fail(out, str(exc), "CONFIG")
+        out.fail_with("CONFIG", str(exc))
     chosen = next((d for d in settings.dcs if d.id == (dc or settings.dc.id)), None)
     if chosen is None:
-        _fail(out, f"no DC {dc!r} in the configuration", "DC_NOT_SERVED")
+        out.fail_with("DC_NOT_SERVED", f"no DC {dc!r} in the configuration")
     data.mkdir(parents=True, exist_ok=True)
     key = NodeKey.load_or_create(settings.node_key_file(chosen))
     out.result({"dc": chosen.id, "node_key": key.encoded()}, key.encoded())
@@ -132,11 +126,11 @@ def rotate_key(
     out = Output(json_, ctx.obj)
     served = [d["id"] for d in _get_status(out, server)]
     if dc not in served:
-        _fail(out, f"{server} serves DC {', '.join(served)}, not {dc}", "DC_NOT_SERVED")
+        out.fail_with("DC_NOT_SERVED", f"{server} serves DC {', '.join(served)}, not {dc}")
     try:
         token = (data / ADMIN_TOKEN_FILE).read_text().strip()
     except OSError:
-        _fail(out, f"no admin token in {data}; give the server's --data directory", "NO_TOKEN")
+        out.fail_with("NO_TOKEN", f"no admin token in {data}; give the server's --data directory")
     try:
         response = httpx.post(
             server.rstrip("/") + "/admin/rotate-key",
@@ -145,15 +139,15 @@ def rotate_key(
             timeout=10,
         )
     except httpx.HTTPError as exc:
-        _fail(out, f"{server}: {type(exc).__name__}")
+        out.fail_with("UNAVAILABLE", f"{server}: {type(exc).__name__}")
     if response.status_code != 200:
         error = response.json().get("error", {})
-        _fail(out, error.get("message", f"HTTP {response.status_code}"), error.get("code", "?"))
+        out.fail_with(error.get("code", "?"), error.get("message", f"HTTP {response.status_code}"))
     new_key = response.json()["new_key"]
     out.note(f"Rotating DC {dc} to key {new_key}; the server keeps serving meanwhile.")
     rotation = _follow(out, server, dc, new_key)
     if rotation["state"] != "done":
-        _fail(out, f"rotation {rotation['state']}: {rotation.get('error', '')}", "ROTATION")
+        out.fail_with("ROTATION", f"rotation {rotation['state']}: {rotation.get('error', '')}")
     out.result(
         {"dc": dc, **rotation},
         f"DC {dc} now uses key {new_key}; {rotation['rewrapped']} chat key(s) re-wrapped, "

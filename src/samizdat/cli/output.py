@@ -121,12 +121,20 @@ class Output:
             self.err.print(text)
 
     def fail(self, exc: SamizdatError) -> NoReturn:
+        """Report a typed error (with a hint of what to do) and exit 1."""
+        self._fail(exc.to_wire(), exc.message, _hint(exc, self.profile))  # + retry_after
+
+    def fail_with(self, code: str, message: str) -> NoReturn:
+        """Report an error of the command itself (not from a server) and exit 1:
+        ``{"error": {"code": code, "message": message}}`` with --json, else a red line."""
+        self._fail({"code": code, "message": message}, message, None)
+
+    def _fail(self, wire: Record, message: str, hint: str | None) -> NoReturn:
         if self.json:
-            self.record({"error": exc.to_wire()})  # code, message (+ retry_after)
+            self.record({"error": wire})
         else:
-            hint = _hint(exc, self.profile)
             tail = f" — {escape(hint)}" if hint else ""
-            self.err.print(f"[red]error:[/red] {escape(exc.message)}{tail}", soft_wrap=True)
+            self.err.print(f"[red]error:[/red] {escape(message)}{tail}", soft_wrap=True)
         raise typer.Exit(1)
 
     def run(self, main: Coroutine[Any, Any, T]) -> T:

@@ -118,10 +118,6 @@ class Keyring:
         """Raise DcSealed (UNAVAILABLE, "temporarily unavailable") unless unsealed."""
         self._keys()
 
-    @property
-    def key_ids(self) -> frozenset[str]:
-        return frozenset(self._keys().wraps)
-
     def _keys(self) -> _Unlocked:
         unlocked = self._unlocked
         if unlocked is None:

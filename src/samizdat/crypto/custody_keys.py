@@ -17,15 +17,17 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from pydantic import BaseModel
 
+from samizdat.crypto.private_files import write_private
 from samizdat.crypto.threshold import (
     SUITE,
     Envelope,
@@ -65,13 +67,11 @@ def unb64(text: str) -> bytes:
         raise KeyFormatError("not base64url") from exc
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+def canonical(model: BaseModel) -> bytes:
+    """A model's canonical JSON (sorted keys, orjson): the bytes that are signed or committed
+    to, recomputed by the receiver from the parsed model, so whitespace or key order on the
+    wire changes nothing."""
+    return orjson.dumps(model.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
 
 
 def _read_private(path: Path, size: int) -> bytes:
@@ -144,10 +144,11 @@ class CustodianKeys:
         )
 
     def save(self, path: Path) -> None:
-        _write_private(
+        write_private(
             path,
             self._encryption.private_bytes(*_RAW_PRIVATE)
             + self._signing.private_bytes(*_RAW_PRIVATE),
+            exclusive=True,
         )
 
     def open_share(self, envelope: Envelope, custodian_id: str) -> Share:
@@ -198,7 +199,7 @@ class NodeKey:
     def load_or_create(cls, path: Path) -> NodeKey:
         if not path.exists():
             key = Ed25519PrivateKey.generate()
-            _write_private(path, key.private_bytes(*_RAW_PRIVATE))
+            write_private(path, key.private_bytes(*_RAW_PRIVATE), exclusive=True)
             return cls(key)
         return cls(Ed25519PrivateKey.from_private_bytes(_read_private(path, 32)))
 
@@ -238,6 +239,7 @@ __all__ = [
     "NodeKey",
     "RequesterKey",
     "b64",
+    "canonical",
     "decode_node_key",
     "digest",
     "encode_node_key",

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import orjson
 
+from samizdat.crypto.private_files import write_private
 from samizdat.protocol.errors import InternalError
 
 _GENESIS = "0" * 64
@@ -162,14 +163,6 @@ def verify_log(path: Path) -> list[AuditEntry]:
     return entries
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class AuditLog:
     """An append-only audit log at ``path``, verified in full when opened.
 
@@ -180,9 +173,7 @@ class AuditLog:
     def __init__(self, path: Path) -> None:
         self._path = path
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            _fsync_dir(path.parent)
+            write_private(path, b"", exclusive=True)
         data = _read(path)
         entries, end = _parse(data)
         self._size = end
@@ -345,10 +336,6 @@ class AuditLog:
     def prune_nonces(self, before: float) -> None:
         """Forget nonces of entries older than ``before`` (requests that old are stale anyway)."""
         self.nonces = {nonce: at for nonce, at in self.nonces.items() if at >= before}
-
-    def recent_nonces(self, since: float) -> set[str]:
-        """Non-empty nonces of entries with ``at >= since``, including those read on open."""
-        return {nonce for nonce, at in self.nonces.items() if at >= since}
 
     @property
     def head(self) -> str:

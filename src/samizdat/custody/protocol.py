@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from samizdat.crypto.custody_keys import b64, digest, unb64
+from samizdat.crypto.custody_keys import b64, canonical, digest, unb64
 
 #: A request is fresh for this long either side of the custodian's clock.
 FRESHNESS_SECONDS = 120.0
@@ -27,10 +26,6 @@ B64 = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]*$", max_length=2
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-def canonical(model: BaseModel) -> bytes:
-    return orjson.dumps(model.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
 
 
 class UnsealRequest(Strict):

@@ -26,35 +26,32 @@ from pathlib import Path
 from samizdat.core.dc_state import DcEvent, DcState, next_state
 from samizdat.crypto import DcKey, EnvelopeError, SealError
 from samizdat.crypto.custody_keys import NodeKey
-from samizdat.crypto.threshold import Envelope, seal
+from samizdat.crypto.threshold import Envelope
 from samizdat.custody.client import CustodianUnreachable
-from samizdat.custody.node import CustodianOutcome, CustodianRef, NotEnoughShares, unseal_dc_key
+from samizdat.custody.node import CustodianRef, unseal_dc_key
 from samizdat.custody.policy import DC_KEY_PURPOSE, dc_key_owner
 from samizdat.protocol.errors import Unavailable
 from samizdat.server.topology import DcSettings
 from samizdat.store.database import StoreConflict
 from samizdat.store.dc_keys import KeyRow, key_number
+from samizdat.store.identity import Custody
 from samizdat.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
 LEGACY_KEY_FILE = "dc.key"
 PROBE_CACHE_SECONDS = 5.0
+#: What an attempt to open the DC's keys fails with; the keyring keeps what it had.
+OPEN_FAILURES = (Unavailable, EnvelopeError, CustodianUnreachable, SealError)
 
 
-def seal_dc_key(key: DcKey, dc: DcSettings, custodians: Sequence[CustodianRef]) -> bytes:
-    by_id = {ref.custodian_id: ref for ref in custodians}
-    return seal(
-        key.payload(),
-        purpose=DC_KEY_PURPOSE,
-        owner=dc_key_owner(dc.id),
-        recipients=[by_id[c].public.recipient(c) for c in dc.custodians],
-        threshold=dc.threshold,
-    ).to_bytes()
+def seal_dc_key(key: DcKey, custody: Custody) -> bytes:
+    """Seal a DC key to the DC's custodians (the same ones its identity records go to)."""
+    return custody.seal_as(key.payload(), purpose=DC_KEY_PURPOSE, owner=dc_key_owner(custody.dc_id))
 
 
 async def open_dc_key(
     row: KeyRow, dc: DcSettings, node_key: NodeKey, custodians: Sequence[CustodianRef]
-) -> tuple[DcKey, list[CustodianOutcome]]:
+) -> DcKey:
     """Ask the custodians to open one stored DC key envelope."""
     try:
         envelope = Envelope.from_bytes(row.envelope)
@@ -62,10 +59,8 @@ async def open_dc_key(
         raise Unavailable(f"the stored envelope of DC key {row.key_id} is corrupt") from exc
     if envelope.purpose != DC_KEY_PURPOSE or envelope.owner != dc_key_owner(dc.id):
         raise Unavailable(f"stored envelope {row.key_id} is not this DC's key")
-    payload, outcomes = await unseal_dc_key(
-        envelope, dc=dc.id, node_key=node_key, custodians=custodians
-    )
-    return DcKey.from_payload(payload, row.key_id), outcomes
+    payload, _ = await unseal_dc_key(envelope, dc=dc.id, node_key=node_key, custodians=custodians)
+    return DcKey.from_payload(payload, row.key_id)
 
 
 def next_key_id(existing: Sequence[str]) -> str:
@@ -97,10 +92,10 @@ class DcKeeper:
         self.retry_max = retry_max
         self.watch_interval = watch_interval
         self.state = DcState.SEALED
-        self.outcomes: dict[str, CustodianOutcome] = {}
         self.last_error = ""
         self.unseal_seconds: float | None = None
         self._keys: dict[str, DcKey] = {}
+        self._legacy_phones_tried = False
         self._task: asyncio.Task[None] | None = None
         self._rotation: asyncio.Task[None] | None = None
         self._probe_lock = asyncio.Lock()
@@ -154,14 +149,13 @@ class DcKeeper:
         self._move(DcEvent.ATTEMPT)
         started = time.perf_counter()
         try:
-            rows = await self.store.dc_keys.live()
-            if not rows:
+            keys = await self._install_live()
+            if keys is None:
                 await self._first_key()
-                rows = await self.store.dc_keys.live()
-            keys = await self._open_all(rows)
-            self.keyring.install(list(keys.values()), rows[-1].key_id)
-            self._keys = keys
-        except (Unavailable, EnvelopeError, CustodianUnreachable, SealError) as exc:
+                keys = await self._install_live()
+            if keys is None:
+                raise Unavailable("this DC has no key envelope yet")
+        except OPEN_FAILURES as exc:
             self._move(DcEvent.FAILED)
             if str(exc) != self.last_error:
                 log.warning("DC still sealed", extra={"dc": self.dc.id, "why": str(exc)})
@@ -175,26 +169,34 @@ class DcKeeper:
             extra={"dc": self.dc.id, "keys": sorted(keys), "seconds": self.unseal_seconds},
         )
         await self._settle_legacy_key_file()
-        try:
-            await self.store.identity.seal_legacy_phones()
-        except (Unavailable, SealError) as exc:  # serve anyway; the next start tries again
-            log.warning("could not seal older phone numbers yet", extra={"why": str(exc)})
+        if not self._legacy_phones_tried:  # once per process: a full scan of users
+            self._legacy_phones_tried = True
+            try:
+                await self.store.identity.seal_legacy_phones()
+            except (Unavailable, SealError) as exc:  # serve anyway; the next start tries again
+                log.warning("could not seal older phone numbers yet", extra={"why": str(exc)})
         return True
 
-    async def _open_all(self, rows: Sequence[KeyRow]) -> dict[str, DcKey]:
+    async def _install_live(self) -> dict[str, DcKey] | None:
+        """Open every live key envelope and install them, the newest active; None if the DC
+        has no envelope yet. Keys already held are reused, not asked for again. While a
+        newer key exists that this node cannot open yet, it makes no new chat keys (under a
+        key about to be retired).
+
+        Raises one of ``OPEN_FAILURES``; the keyring then keeps what it had."""
+        rows = await self.store.dc_keys.live()
+        if not rows:
+            return None
+        if rows[-1].key_id not in self._keys:
+            self.keyring.hold_new_chats(True)
         keys: dict[str, DcKey] = {}
         for row in rows:
             known = self._keys.get(row.key_id)
-            if known is not None:
-                keys[row.key_id] = known
-                continue
-            try:
-                key, outcomes = await open_dc_key(row, self.dc, self.node_key, self.custodians)
-            except NotEnoughShares as exc:
-                self.outcomes.update({o.custodian_id: o for o in exc.outcomes})
-                raise
-            self.outcomes.update({o.custodian_id: o for o in outcomes})
-            keys[row.key_id] = key
+            if known is None:
+                known = await open_dc_key(row, self.dc, self.node_key, self.custodians)
+            keys[row.key_id] = known
+        self.keyring.install(list(keys.values()), rows[-1].key_id)
+        self._keys = keys
         return keys
 
     async def _first_key(self) -> None:
@@ -218,7 +220,7 @@ class DcKeeper:
                     "key that could not open them (restore the dc_keys table from a backup)"
                 )
             key = DcKey.generate("k1")
-        envelope = seal_dc_key(key, self.dc, self.custodians)
+        envelope = seal_dc_key(key, self.store.identity.custody)
         try:
             await self.store.dc_keys.insert(key.key_id, envelope, time.time())
         except StoreConflict:
@@ -243,22 +245,17 @@ class DcKeeper:
         )
 
     async def _follow_rotation(self) -> None:
-        """Install keys other nodes added or removed. While a newer key exists that this
-        node cannot open yet, it makes no new chat keys (under a key about to be retired)."""
+        """Install keys other nodes added or removed (envelopes are fetched only then)."""
         try:
-            rows = await self.store.dc_keys.live()
-            live = {r.key_id for r in rows}
-            if not rows or (live == set(self._keys) and rows[-1].key_id == self.keyring.key_id):
+            ids = await self.store.dc_keys.live_ids()
+            if not ids or (set(ids) == set(self._keys) and ids[-1] == self.keyring.key_id):
                 return
-            if rows[-1].key_id not in self._keys:
-                self.keyring.hold_new_chats(True)
-            keys = await self._open_all(rows)
-        except (Unavailable, EnvelopeError, CustodianUnreachable, SealError) as exc:
+            keys = await self._install_live()
+        except OPEN_FAILURES as exc:
             log.warning("could not follow a DC key change", extra={"why": str(exc)})
             return
-        self.keyring.install(list(keys.values()), rows[-1].key_id)
-        self._keys = keys
-        log.info("DC keys changed", extra={"dc": self.dc.id, "keys": sorted(keys)})
+        if keys is not None:
+            log.info("DC keys changed", extra={"dc": self.dc.id, "keys": sorted(keys)})
 
     # rotation -----------------------------------------------------------------------------
     def start_rotation(self) -> str:
@@ -284,7 +281,7 @@ class DcKeeper:
         active = self._keys[self.keyring.key_id]
         new = DcKey.generate(new_id, keep_index_of=active)
         await self.store.dc_keys.insert(
-            new_id, seal_dc_key(new, self.dc, self.custodians), time.time()
+            new_id, seal_dc_key(new, self.store.identity.custody), time.time()
         )
         old_ids = list(self._keys)
         self._keys = {**self._keys, new_id: new}

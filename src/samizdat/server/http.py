@@ -52,12 +52,17 @@ async def _body(request: Request, limit: int) -> dict[str, Any]:
     return parsed
 
 
-def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+def bearer_token(request: Request) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header, or "" if there is none."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _device_token(request: Request) -> str:
+    token = bearer_token(request)
+    if not token:
         raise AuthError("send 'Authorization: Bearer <device token>'")
-    return token.strip()
+    return token
 
 
 def add_rpc_routes(app: FastAPI, dispatcher: Dispatcher) -> None:
@@ -70,7 +75,7 @@ def add_rpc_routes(app: FastAPI, dispatcher: Dispatcher) -> None:
                 # As on the WebSocket: who is calling is settled before what they sent is read.
                 who: Caller | Anonymous = Anonymous(ip)
                 if spec.needs_device:
-                    who = await dispatcher.auth.authenticate(_bearer(request), ip)
+                    who = await dispatcher.auth.authenticate(_device_token(request), ip)
                     dispatcher.check_rate(who)
                 params = dispatcher.parse(spec, await _body(request, limit))
                 return _json(await dispatcher.call(spec, who, params))
@@ -134,4 +139,4 @@ def install_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-__all__ = ["add_rpc_routes", "error_response", "install_openapi"]
+__all__ = ["add_rpc_routes", "bearer_token", "error_response", "install_openapi"]

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from samizdat.protocol.errors import Conflict, ErrorCode, Unavailable
-from samizdat.store.engine import Engines
+from samizdat.store.engine import CheckpointMode, Engines
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -94,21 +94,13 @@ class Database:
         """Everything committed so far survives a power cut: SQLite copies its WAL into the
         database and fsyncs (a FULL checkpoint, in the worker thread); PostgreSQL already
         fsyncs its WAL at commit."""
-        checkpointer = self.engines.checkpointer
-        if checkpointer is not None:
+        await self.checkpoint("FULL")
 
-            def full_checkpoint() -> None:
-                with checkpointer.connect() as conn:
-                    conn.exec_driver_sql("PRAGMA wal_checkpoint(FULL)")
-
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._thread, full_checkpoint)
-
-    async def checkpoint(self) -> None:
+    async def checkpoint(self, mode: CheckpointMode = "PASSIVE") -> None:
         """Copy SQLite's WAL into the database, in the worker thread (it fsyncs)."""
         if self.engines.checkpointer is not None:
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._thread, self.engines.checkpoint)
+            await loop.run_in_executor(self._thread, self.engines.checkpoint, mode)
 
     async def close(self) -> None:
         await self.engines.dispose()

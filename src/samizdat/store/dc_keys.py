@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from samizdat.crypto import Keyring
 from samizdat.store.database import Database
@@ -33,7 +33,18 @@ def key_number(key_id: str) -> int:
 class KeyRow:
     key_id: str
     envelope: bytes
-    created_at: float
+
+
+_LIVE = dc_keys.c.retired_at.is_(None)
+_REWRAP = (
+    update(chats)
+    .where(
+        chats.c.id == bindparam("chat"),
+        chats.c.key_id == bindparam("old_key"),
+        chats.c.wrapped_key == bindparam("old_wrapped"),
+    )
+    .values(wrapped_key=bindparam("new_wrapped"), key_id=bindparam("new_key"))
+)
 
 
 class DcKeyTable:
@@ -43,17 +54,15 @@ class DcKeyTable:
     async def live(self) -> list[KeyRow]:
         """Live key envelopes, oldest first; the last is the active one."""
         async with self.db.read() as conn:
-            result = await conn.execute(
-                select(dc_keys.c.key_id, dc_keys.c.envelope, dc_keys.c.created_at).where(
-                    dc_keys.c.retired_at.is_(None)
-                )
-            )
-            found = [KeyRow(r.key_id, bytes(r.envelope), float(r.created_at)) for r in result]
+            result = await conn.execute(select(dc_keys.c.key_id, dc_keys.c.envelope).where(_LIVE))
+            found = [KeyRow(r.key_id, bytes(r.envelope)) for r in result]
         return sorted(found, key=lambda row: key_number(row.key_id))
 
-    async def count(self) -> int:
+    async def live_ids(self) -> list[str]:
+        """The ids of ``live()``, in its order, without fetching the envelopes."""
         async with self.db.read() as conn:
-            return int((await conn.execute(select(func.count()).select_from(dc_keys))).scalar_one())
+            found = list((await conn.execute(select(dc_keys.c.key_id).where(_LIVE))).scalars())
+        return sorted(found, key=key_number)
 
     async def insert(self, key_id: str, envelope: bytes, now: float) -> None:
         """Raises StoreConflict if another node inserted this key id first."""
@@ -94,20 +103,18 @@ class DcKeyTable:
             ).all()
         if not batch:
             return 0
+        values = [
+            {
+                "chat": chat_id,
+                "old_key": key_id,
+                "old_wrapped": wrapped,
+                "new_wrapped": keyring.rewrap_chat_key(chat_id, bytes(wrapped), key_id),
+                "new_key": active,
+            }
+            for chat_id, wrapped, key_id in batch
+        ]
         async with self.db.write() as conn:
-            for chat_id, wrapped, key_id in batch:
-                await conn.execute(
-                    update(chats)
-                    .where(
-                        chats.c.id == chat_id,
-                        chats.c.key_id == key_id,
-                        chats.c.wrapped_key == wrapped,
-                    )
-                    .values(
-                        wrapped_key=keyring.rewrap_chat_key(chat_id, bytes(wrapped), key_id),
-                        key_id=active,
-                    )
-                )
+            await conn.execute(_REWRAP, values)
         return len(batch)
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SqliteSync = Literal["NORMAL", "FULL"]
+CheckpointMode = Literal["PASSIVE", "FULL"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +36,13 @@ class Engines:
     inline_commits: bool = False
     checkpointer: Engine | None = None
 
-    def checkpoint(self) -> None:
-        """A passive checkpoint: never blocks writers or readers; call from a worker thread."""
+    def checkpoint(self, mode: CheckpointMode = "PASSIVE") -> None:
+        """Copy SQLite's WAL into the database; call from a worker thread. PASSIVE never
+        blocks writers or readers; FULL waits for them and copies (and fsyncs) everything
+        committed so far."""
         if self.checkpointer is not None:
             with self.checkpointer.connect() as conn:
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})")
 
     async def dispose(self) -> None:
         await self.writer.dispose()
@@ -106,4 +109,4 @@ def open_engines(url: str, *, sqlite_synchronous: SqliteSync = "NORMAL") -> Engi
     raise ValueError(f"unsupported database URL scheme: {url.split(':', 1)[0]!r}")
 
 
-__all__ = ["Engines", "SqliteSync", "open_engines", "sqlite_url"]
+__all__ = ["CheckpointMode", "Engines", "SqliteSync", "open_engines", "sqlite_url"]

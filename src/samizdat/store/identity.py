@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 import orjson
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 
 from samizdat.crypto import Keyring
 from samizdat.crypto.threshold import Recipient, seal
@@ -32,21 +32,37 @@ MAX_PENDING_IPS = 100_000
 #: Distinct addresses logged per device per day; beyond it, one that hops addresses (a whole
 #: IPv6 prefix, say) could grow the log and the sealing work without bound.
 MAX_ADDRESSES_PER_DEVICE_DAY = 64
+#: Legacy phone numbers sealed per write transaction.
+LEGACY_BATCH = 500
+_SEAL_LEGACY_PHONE = (
+    update(users)
+    .where(users.c.id == bindparam("user"))
+    .values(phone_envelope=bindparam("envelope"), phone_shown=bindparam("shown"))
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Custody:
-    """Who identity records of one DC are sealed to: public keys only, no secrets."""
+    """Who a DC's sealed records (identity records, the DC key itself) are sealed to:
+    public keys only, no secrets."""
 
     dc_id: str
     recipients: tuple[Recipient, ...]
     threshold: int
 
     def seal(self, user_id: int, field: str, payload: bytes) -> bytes:
+        """Seal one identity record (``field`` of ``user_id``)."""
+        return self.seal_as(
+            payload, purpose=IDENTITY_PURPOSE, owner=identity_owner(self.dc_id, user_id, field)
+        )
+
+    def seal_as(self, payload: bytes, *, purpose: str, owner: str) -> bytes:
+        """Seal ``payload`` to this DC's custodians (k of n) as ``purpose`` of ``owner``,
+        which their policy checks before opening it (e.g. the DC key itself)."""
         return seal(
             payload,
-            purpose=IDENTITY_PURPOSE,
-            owner=identity_owner(self.dc_id, user_id, field),
+            purpose=purpose,
+            owner=owner,
             recipients=self.recipients,
             threshold=self.threshold,
         ).to_bytes()
@@ -109,23 +125,12 @@ class IdentityRecords:
             result = await conn.execute(delete(ip_log).where(ip_log.c.at < cutoff))
         return int(result.rowcount)
 
-    async def envelopes_of(self, user_id: int) -> tuple[bytes | None, list[tuple[float, bytes]]]:
-        """A user's phone envelope and IP envelopes (what a disclosure would ask to open)."""
-        async with self.db.read() as conn:
-            phone = (
-                await conn.execute(select(users.c.phone_envelope).where(users.c.id == user_id))
-            ).scalar()
-            ips = await conn.execute(
-                select(ip_log.c.at, ip_log.c.envelope)
-                .where(ip_log.c.user_id == user_id)
-                .order_by(ip_log.c.at)
-            )
-            records = [(float(r.at), bytes(r.envelope)) for r in ips]
-        return (bytes(phone) if phone is not None else None), records
-
-    async def seal_legacy_phones(self) -> int:
+    async def seal_legacy_phones(self, *, batch: int = LEGACY_BATCH) -> int:
         """Rows from before threshold custody: seal their numbers to the custodians and keep
-        the DC-key copy only where the owner shows the number. Needs the keyring unsealed."""
+        the DC-key copy only where the owner shows the number. Needs the keyring unsealed.
+
+        Writes ``batch`` rows per transaction (one statement each), so the other writes of
+        the node wait for one batch at a time, not for every row."""
         async with self.db.read() as conn:
             legacy = (
                 await conn.execute(
@@ -134,17 +139,19 @@ class IdentityRecords:
                     )
                 )
             ).all()
-        for user_id, shown, visibility in legacy:
-            e164 = self.keyring.open_phone(user_id, bytes(shown))
-            async with self.db.write() as conn:
-                await conn.execute(
-                    update(users)
-                    .where(users.c.id == user_id)
-                    .values(
-                        phone_envelope=self.seal_phone(user_id, e164),
-                        phone_shown=shown if visibility != "nobody" else None,
-                    )
+        for start in range(0, len(legacy), batch):
+            values = []
+            for user_id, shown, visibility in legacy[start : start + batch]:
+                e164 = self.keyring.open_phone(user_id, bytes(shown))
+                values.append(
+                    {
+                        "user": user_id,
+                        "envelope": self.seal_phone(user_id, e164),
+                        "shown": shown if visibility != "nobody" else None,
+                    }
                 )
+            async with self.db.write() as conn:
+                await conn.execute(_SEAL_LEGACY_PHONE, values)
         if legacy:
             log.info("sealed legacy phone numbers", extra={"count": len(legacy)})
         return len(legacy)

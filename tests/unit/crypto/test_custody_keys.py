@@ -195,6 +195,20 @@ def test_saving_custodian_keys_never_overwrites_an_existing_file(tmp_path: Path)
     assert CustodianKeys.load(path).public == CUSTODIANS[0].public
 
 
+def test_a_refused_save_leaves_no_stray_file_behind(tmp_path: Path) -> None:
+    path = tmp_path / "alice.key"
+    CUSTODIANS[0].save(path)
+    with pytest.raises(FileExistsError):
+        CUSTODIANS[1].save(path)
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_a_key_files_new_directory_is_readable_only_by_its_owner(tmp_path: Path) -> None:
+    path = tmp_path / "custodian" / "alice.key"
+    CustodianKeys.generate().save(path)
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
 def test_saving_custodian_keys_over_any_existing_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_bytes(b"not a key")

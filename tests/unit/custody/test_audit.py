@@ -233,7 +233,7 @@ def test_a_final_entry_missing_only_its_newline_is_kept(
     assert "lacked its newline" in caplog.text
     assert len(log) == 3
     assert log.head == written[-1].digest
-    assert "nonce-2" in log.recent_nonces(0.0)
+    assert "nonce-2" in log.nonces
     assert log.entries() == written
 
 
@@ -251,20 +251,23 @@ def test_the_log_file_is_created_owner_only(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_recent_nonces_respect_since_and_survive_a_reopen(tmp_path: Path) -> None:
+def test_nonces_survive_a_reopen_and_pruning_keeps_the_recent_ones(tmp_path: Path) -> None:
     path = tmp_path / "audit.log"
     log = AuditLog(path)
     log.append(at=100.0, kind="unseal", outcome="granted", nonce="old")
     log.append(at=200.0, kind="enroll", outcome="done", requester="operator")
     log.append(at=300.0, kind="unseal", outcome="refused", reason="replay", nonce="new")
-    assert log.recent_nonces(150.0) == {"new"}
-    assert log.recent_nonces(100.0) == {"old", "new"}
-    assert log.recent_nonces(301.0) == set()
+    assert log.nonces == {"old": 100.0, "new": 300.0}
 
     reopened = AuditLog(path)
-    assert reopened.recent_nonces(150.0) == {"new"}
+    assert reopened.nonces == {"old": 100.0, "new": 300.0}
     reopened.append(at=400.0, kind="unseal", outcome="granted", nonce="newer")
-    assert reopened.recent_nonces(150.0) == {"new", "newer"}
+    reopened.prune_nonces(100.0)
+    assert reopened.nonces == {"old": 100.0, "new": 300.0, "newer": 400.0}
+    reopened.prune_nonces(150.0)
+    assert reopened.nonces == {"new": 300.0, "newer": 400.0}
+    reopened.prune_nonces(401.0)
+    assert reopened.nonces == {}
 
 
 @pytest.mark.parametrize(

@@ -11,19 +11,19 @@ from sqlalchemy import insert, select
 
 from samizdat.crypto import DcKey, Keyring
 from samizdat.crypto.custody_keys import CustodianKeys
-from samizdat.crypto.threshold import Envelope, EnvelopeError, open_envelope
+from samizdat.crypto.threshold import Envelope, EnvelopeError
 from samizdat.store.database import Database
 from samizdat.store.engine import open_engines, sqlite_url
 from samizdat.store.identity import DAY, Custody, IdentityRecords
 from samizdat.store.migrate import migrate
 from samizdat.store.tables import ip_log, users
+from tests.custody_state import open_with
 
 CUSTODIANS = {cid: CustodianKeys.generate() for cid in ("c-xb", "c-xc", "c-xd")}
 
 
-def open_with(sealed: bytes, ids: tuple[str, ...]) -> bytes:
-    envelope = Envelope.from_bytes(sealed)
-    return open_envelope(envelope, [CUSTODIANS[c].open_share(envelope, c) for c in ids])
+def held_by(*ids: str) -> dict[str, CustodianKeys]:
+    return {cid: CUSTODIANS[cid] for cid in ids}
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ async def test_an_address_is_logged_once_a_day_per_device_and_only_k_custodians_
     assert await records.flush() == 4
     stored = await stored_ips(records)
     assert len(stored) == 4
-    opened = [orjson.loads(open_with(sealed, ("c-xb", "c-xd"))) for _, _, sealed in stored]
+    opened = [orjson.loads(open_with(sealed, held_by("c-xb", "c-xd"))) for _, _, sealed in stored]
     assert {(r["ip"], r["device"]) for r in opened} == {
         ("203.0.113.7", 10),
         ("203.0.113.7", 11),
@@ -67,7 +67,7 @@ async def test_an_address_is_logged_once_a_day_per_device_and_only_k_custodians_
     for _, _, sealed in stored:
         assert b"203.0.113.7" not in sealed
         with pytest.raises(EnvelopeError):
-            open_with(sealed, ("c-xc",))
+            open_with(sealed, held_by("c-xc"))
 
 
 async def test_addresses_older_than_the_retention_are_erased(records: IdentityRecords) -> None:
@@ -83,11 +83,12 @@ async def test_a_phone_envelope_names_its_user_and_field(records: IdentityRecord
     sealed = records.seal_phone(42, "+999661234567")
     envelope = Envelope.from_bytes(sealed)
     assert (envelope.purpose, envelope.owner) == ("identity", "dc:xa/user:42/phone")
-    assert open_with(sealed, ("c-xb", "c-xc")) == b"+999661234567"
+    assert open_with(sealed, held_by("c-xb", "c-xc")) == b"+999661234567"
 
 
+@pytest.mark.parametrize("batch", [1, 500])
 async def test_legacy_numbers_are_sealed_to_custodians_and_hidden_ones_lose_their_copy(
-    records: IdentityRecords,
+    records: IdentityRecords, batch: int
 ) -> None:
     ring = records.keyring
     async with records.db.write() as conn:
@@ -102,15 +103,15 @@ async def test_legacy_numbers_are_sealed_to_custodians_and_hidden_ones_lose_thei
                     created_at=0.0,
                 )
             )
-    assert await records.seal_legacy_phones() == 2
-    assert await records.seal_legacy_phones() == 0
+    assert await records.seal_legacy_phones(batch=batch) == 2
+    assert await records.seal_legacy_phones(batch=batch) == 0
     async with records.db.read() as conn:
         rows = {r.id: r for r in await conn.execute(select(users))}
     assert rows[1].phone_shown is None
     assert ring.open_phone(2, rows[2].phone_shown) == "+999661000002"
     for user_id in (1, 2):
         sealed = bytes(rows[user_id].phone_envelope)
-        assert open_with(sealed, ("c-xc", "c-xd")) == f"+99966100000{user_id}".encode()
+        assert open_with(sealed, held_by("c-xc", "c-xd")) == f"+99966100000{user_id}".encode()
 
 
 async def test_a_device_hopping_addresses_is_logged_at_most_64_times_a_day(

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-import orjson
-
 from samizdat.client.secret.payloads import (
     SasAccept,
     SasBody,
@@ -32,6 +30,7 @@ from samizdat.client.secret.payloads import (
     SasStart,
 )
 from samizdat.client.secret.state import KnownDevice
+from samizdat.crypto.custody_keys import canonical
 from samizdat.crypto.verification import (
     SasCodes,
     SasExchange,
@@ -91,10 +90,6 @@ class Me:
         self.identity_key, self.signing_key = identity_key, signing_key
 
 
-def _start_bytes(start: SasStart) -> bytes:
-    return orjson.dumps(start.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
-
-
 def _key_ids(device_id: int) -> dict[str, str]:
     return {"ed25519": f"ed25519:{device_id}", "curve25519": f"curve25519:{device_id}"}
 
@@ -125,7 +120,7 @@ class Verification:
     def accept(self) -> SasAccept:
         return SasAccept(
             txn=self.transaction,
-            commitment=commitment(self.sas.public_key, _start_bytes(self.start)),
+            commitment=commitment(self.sas.public_key, canonical(self.start)),
         )
 
     # --- incoming payloads -------------------------------------------------------------------
@@ -140,7 +135,7 @@ class Verification:
             case SasKey():
                 self._go(Event.GOT_KEY)
                 if self.initiator and not commitment_matches(
-                    self._commitment or "", body.key, _start_bytes(self.start)
+                    self._commitment or "", body.key, canonical(self.start)
                 ):
                     self.step = Step.CANCELLED
                     raise VerificationFailed("the peer's key does not match its commitment")
