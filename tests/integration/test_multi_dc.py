@@ -9,6 +9,7 @@ everyone else is homed in the default ``dc-a``.
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import sqlite3
 from collections.abc import Iterator
@@ -21,12 +22,15 @@ import pytest
 
 from samizdat.client import Client
 from samizdat.protocol.errors import ErrorCode, SamizdatError
-from samizdat.protocol.models import NewMessageUpdate
+from samizdat.protocol.models import ChatUpdatedUpdate, Message, NewMessageUpdate
 from tests.conftest import BACKENDS, _require_backend
 from tests.harness import ServerProcess, create_pg_database, drop_pg_database, new_test_phone
 from tests.inbox import Inbox, private_chat, uid
 from tests.raw_socket import token_of
+from tests.secret_devices import another_device_of, open_device
 
+#: Seconds for a few rounds of the background relay (it runs every second).
+RELAY_ROUNDS = 3.0
 DCS = {"dc-a": ("XA", 1), "dc-b": ("XB", 2), "dc-c": ("XC", 3)}  # id: (jurisdiction, digit)
 
 
@@ -72,7 +76,9 @@ class MultiDc:
         def work() -> list[Any]:
             db = sqlite3.connect(path, timeout=10)
             try:
-                return db.execute(statement.replace("$1", "?"), args).fetchall()
+                rows = db.execute(re.sub(r"\$\d+", "?", statement), args).fetchall()
+                db.commit()
+                return rows
             finally:
                 db.close()
 
@@ -107,9 +113,30 @@ async def homed_in(url: str, dc: str, name: str) -> Client:
     return client
 
 
-async def user_dcs(dcs: MultiDc, user_id: int) -> list[str]:
-    """The DCs whose database has a row for this account (one, its home)."""
-    return [dc for dc in DCS if await dcs.rows(dc, "SELECT id FROM users WHERE id = $1", user_id)]
+#: Where an account's own records are: each must be in its home DC's database only.
+ACCOUNT_TABLES = {
+    "users": "id",
+    "devices": "user_id",
+    "update_seqs": "user_id",
+    "ip_log": "user_id",
+    "device_keys": "user_id",
+}
+
+
+async def user_dcs(dcs: MultiDc, user_id: int, table: str = "users") -> list[str]:
+    """The DCs whose database has a row of ``table`` for this account."""
+    column = ACCOUNT_TABLES[table]
+    query = f"SELECT {column} FROM {table} WHERE {column} = $1"
+    return [dc for dc in DCS if await dcs.rows(dc, query, user_id)]
+
+
+async def wait_for_ip_records(dcs: MultiDc, user_id: int) -> None:
+    """The IP log is written once a second: wait until the account's first row is there."""
+    for _ in range(300):
+        if await user_dcs(dcs, user_id, "ip_log"):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("no IP record written within 30 s")
 
 
 async def test_users_are_homed_by_number_and_a_group_lives_in_its_creators_dc(
@@ -121,11 +148,21 @@ async def test_users_are_homed_by_number_and_a_group_lives_in_its_creators_dc(
     carol = await homed_in(url, "dc-c", "Carol")
     try:
         for client, dc in ((alice, "dc-a"), (bob, "dc-b"), (carol, "dc-c")):
-            assert await user_dcs(dcs, uid(client)) == [dc]
+            await wait_for_ip_records(dcs, uid(client))
+            for table in ("users", "devices", "update_seqs", "ip_log"):
+                assert await user_dcs(dcs, uid(client), table) == [dc], table
         bob_inbox, carol_inbox = Inbox(bob), Inbox(carol)
 
         group = await bob.create_group("three places", [uid(alice), uid(carol)])
-        sent = await alice.send_message(group.id, "from dc-a into dc-b's chat")
+        sent = await alice.call(
+            "messages.send", chat_id=group.id, text="from dc-a into dc-b's chat", random_id=7
+        )
+        # Alice's own number for her message comes back, from her own DC's log.
+        logged = await dcs.rows(
+            "dc-a", "SELECT seq, kind FROM updates WHERE user_id = $1", uid(alice)
+        )
+        assert (sent["seq"], "new_message") in [tuple(r) for r in logged]
+        sent = Message.model_validate(sent["message"])
         for inbox in (bob_inbox, carol_inbox):
             received = await inbox.next_of(NewMessageUpdate)
             assert received.message.text == "from dc-a into dc-b's chat"
@@ -156,8 +193,13 @@ async def test_private_chats_across_dcs_work_both_ways_and_sync_after_a_crash(
     carol = await homed_in(url, "dc-c", "Carol")
     saved = carol.session
     try:
-        chat_id = await private_chat(carol, alice)
-        assert await private_chat(alice, carol) == chat_id  # one chat, whoever opens it
+        opened = await asyncio.gather(private_chat(carol, alice), private_chat(alice, carol))
+        assert opened[0] == opened[1]  # one chat, whoever opens it, even at the same moment
+        chat_id = opened[0]
+        lower = "dc-a" if uid(alice) < uid(carol) else "dc-c"
+        for dc in DCS:
+            held = await dcs.rows(dc, "SELECT id FROM chats WHERE id = $1", chat_id)
+            assert len(held) == (1 if dc == lower else 0), dc
         await carol.close()
         first = await alice.send_message(chat_id, "hello from dc-a")
         reply = await alice.send_message(chat_id, "second")
@@ -190,8 +232,12 @@ async def test_a_sealed_dc_refuses_its_users_while_the_others_serve_then_unseals
     chat_id = await private_chat(alice, bob)
     alice_saved, bob_saved = alice.session, bob.session
     bob_token = token_of(bob)
-    await bob.close()
     await alice.close()
+    # While Alice is away, Bob writes in a group of his DC: after dc-b is sealed, her catch-up
+    # must stop before it (not report it gone), and deliver it once dc-b is back.
+    group = await bob.create_group("in dc-b", [uid(alice)])
+    from_b = await bob.send_message(group.id, "written in dc-b")
+    await bob.close()
 
     # Custodian XA holds a share of dc-b and dc-c (2 of 2): without it those two stay sealed.
     dcs.server.stop()
@@ -214,8 +260,10 @@ async def test_a_sealed_dc_refuses_its_users_while_the_others_serve_then_unseals
         )
     assert reply.json()["error"]["code"] == ErrorCode.UNAVAILABLE.value
     alice = Client(url, session=alice_saved)
-    await alice.connect()
+    alice_inbox = Inbox(alice)
+    await alice.connect()  # her own DC serves; the catch-up holds what is in dc-b
     try:
+        assert alice_inbox.taken_now() == []
         sent = await alice.send_message(chat_id, "while dc-b is sealed")  # dc-a serves
         newcomer = await homed_in(url, "dc-a", "Erin")
         await newcomer.close()
@@ -238,6 +286,17 @@ async def test_a_sealed_dc_refuses_its_users_while_the_others_serve_then_unseals
         assert [u.message.id for u in got] == [sent.id]
     finally:
         await bob.close()
+    alice = Client(url, session=alice_saved)
+    alice_inbox = Inbox(alice)
+    await alice.connect()
+    try:
+        # In order: the group, its message, then her own send from the sealed time (held
+        # back with everything after the first update she could not be given).
+        taken = alice_inbox.taken_now()
+        assert [type(u) for u in taken] == [ChatUpdatedUpdate, NewMessageUpdate, NewMessageUpdate]
+        assert [u.message.id for u in taken[1:]] == [from_b.id, sent.id]  # type: ignore[attr-defined]
+    finally:
+        await alice.close()
 
 
 async def test_an_account_stays_in_its_dc_when_the_homing_rules_change(dcs: MultiDc) -> None:
@@ -256,3 +315,85 @@ async def test_an_account_stays_in_its_dc_when_the_homing_rules_change(dcs: Mult
         assert await user_dcs(dcs, bob_id) == ["dc-b"]
     finally:
         await again.close()
+
+
+async def test_updates_left_queued_by_a_crash_are_moved_once_after_the_restart(
+    dcs: MultiDc,
+) -> None:
+    """The crash window between a chat DC's commit and the move: a row still in its outbox
+    (written here behind the server's back, as a crash would leave it) is moved into the
+    member's own log after the restart, exactly once; a row for a DC that no longer exists
+    holds nothing else back."""
+    url = dcs.server.url
+    alice = await homed_in(url, "dc-a", "Alice")
+    bob = await homed_in(url, "dc-b", "Bob")
+    group = await bob.create_group("renamed before the crash", [uid(alice)])
+    alice_id, alice_saved = uid(alice), alice.session
+    await alice.close()
+    await bob.close()
+    log = "SELECT kind FROM updates WHERE user_id = $1 AND chat_id = $2"
+    before = await dcs.rows("dc-a", log, alice_id, group.id)
+    dcs.server.stop()
+    for target in ("dc-gone", "dc-a"):
+        await dcs.rows(
+            "dc-b",
+            "INSERT INTO outbox (target_dc, user_id, kind, chat_id, message_ids, for_everyone) "
+            f"VALUES ('{target}', {alice_id}, 'chat_updated', {group.id}, '[]', FALSE)",
+        )
+    dcs.server.start()
+    for _ in range(300):
+        after = await dcs.rows("dc-a", log, alice_id, group.id)
+        if len(after) > len(before):
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(RELAY_ROUNDS)  # a second move would have happened by now
+    after = await dcs.rows("dc-a", log, alice_id, group.id)
+    assert len(after) == len(before) + 1  # moved, once
+    left = await dcs.rows("dc-b", "SELECT target_dc FROM outbox")
+    assert [tuple(r) for r in left] == [("dc-gone",)]  # only what nobody can take
+    resumed = Client(url, session=alice_saved)
+    inbox = Inbox(resumed)
+    await resumed.connect()
+    try:
+        got = [u for u in inbox.taken_now() if isinstance(u, ChatUpdatedUpdate)]
+        assert [u.chat.id for u in got] == [group.id]  # she had seen the first, online
+    finally:
+        await resumed.close()
+
+
+async def test_a_username_is_unique_across_dcs(dcs: MultiDc) -> None:
+    alice = await homed_in(dcs.server.url, "dc-a", "Alice")
+    carol = await homed_in(dcs.server.url, "dc-c", "Carol")
+    try:
+        await alice.set_username(f"press_{uid(alice)}")
+        with pytest.raises(SamizdatError) as taken:
+            await carol.set_username(f"Press_{uid(alice)}")
+        assert taken.value.code is ErrorCode.USERNAME_TAKEN
+        assert (await carol.resolve(f"@press_{uid(alice)}")).id == uid(alice)
+    finally:
+        await alice.close()
+        await carol.close()
+
+
+async def test_secret_chats_between_dcs_reach_every_device(dcs: MultiDc, tmp_path: Path) -> None:
+    """Ciphertexts wait in the sender's DC and each device collects from every DC; a new
+    device of the peer, in another DC, makes the sender re-address (DEVICE_LIST_CHANGED)."""
+    url = dcs.server.url
+    alice = await open_device(await homed_in(url, "dc-a", "Alice"), tmp_path)
+    bob = await open_device(await homed_in(url, "dc-b", "Bob"), tmp_path)
+    opened = [alice, bob]
+    try:
+        chat = await alice.secret.start(bob.user_id)
+        sent = await alice.secret.send(chat, "across two jurisdictions", ttl=0)
+        got = await bob.next_text()
+        assert (got.id, got.text) == (sent.id, "across two jurisdictions")
+        bob_laptop = await another_device_of(dcs.server, tmp_path, bob)
+        opened.append(bob_laptop)
+        await alice.secret.send(chat, "to both of your devices", ttl=0)
+        for device in (bob, bob_laptop):
+            assert (await device.next_text()).text == "to both of your devices"
+        await bob_laptop.secret.send(alice.user_id, "from dc-b")
+        assert (await alice.next_text()).text == "from dc-b"
+    finally:
+        for device in opened:
+            await device.close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 
@@ -13,7 +15,6 @@ from fastapi.responses import Response
 from samizdat.bus.events import BusEvent, DevicesRevoked
 from samizdat.bus.ports import Bus
 from samizdat.core.ids import SnowflakeGenerator
-from samizdat.core.updates import Delivery
 from samizdat.crypto.tokens import AdminToken
 from samizdat.protocol.errors import AuthError, NotFound, SamizdatError
 from samizdat.server.asgi import SamizdatApp
@@ -21,7 +22,7 @@ from samizdat.server.clock import Clock
 from samizdat.server.deps import Deps
 from samizdat.server.directory import ChatDirectory
 from samizdat.server.gateway import Gateway
-from samizdat.server.http import add_rpc_routes, error_response, install_openapi
+from samizdat.server.http import add_rpc_routes, bearer_token, error_response, install_openapi
 from samizdat.server.hub import Hub
 from samizdat.server.metrics import Metrics
 from samizdat.server.placement import DcRouter, ServedDc
@@ -30,7 +31,6 @@ from samizdat.server.services.auth import AuthService
 from samizdat.server.services.publish import publish_fetched
 from samizdat.server.settings import ServerSettings
 from samizdat.server.verifier import CodeIssuer
-from samizdat.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,7 @@ def create_app(
     for dc in served:
         dc.store.commits.on_batch = metrics.batch_size.observe
 
-    async def publish_moved(source: SqlStore, deliveries: list[Delivery]) -> None:
-        await publish_fetched(deps, source, deliveries)
-
-    dcs.on_moved = publish_moved
+    dcs.on_moved = functools.partial(publish_fetched, deps)
     auth = AuthService(deps, issuer)
     dispatcher = Dispatcher(deps, auth)
     hub = Hub(metrics, deps.chats.invalidate)
@@ -77,8 +74,7 @@ def create_app(
         for dc in served:
             await dc.store.start()
         await bus.start(on_event)
-        for dc in served:
-            await dc.keeper.start()
+        await asyncio.gather(*(dc.keeper.start() for dc in served))
         await dcs.start()
         states = {dc.settings.id: str(dc.keeper.state) for dc in served}
         log.info("samizdat ready", extra={"dev": settings.dev, "dcs": states})
@@ -121,15 +117,14 @@ def create_app(
     @app.get("/status", include_in_schema=False)
     async def status() -> Response:
         """Each served DC (sealed or not) and whether each of its custodians answers."""
-        body = {"dcs": [await dc.keeper.status() for dc in served]}
+        body = {"dcs": await asyncio.gather(*(dc.keeper.status() for dc in served))}
         return Response(orjson.dumps(body), media_type="application/json")
 
     @app.post("/admin/rotate-key", include_in_schema=False)
     async def rotate_key(request: Request) -> Response:
         """Start re-keying a served DC (``samizdat dc rotate-key``; ``?dc=`` names it, else the
         default DC); progress in /status."""
-        presented = request.headers.get("authorization", "").removeprefix("Bearer ")
-        if not admin.matches(presented):
+        if not admin.matches(bearer_token(request)):
             return error_response(AuthError("this needs the operator's admin token"))
         wanted = request.query_params.get("dc", settings.dc.id)
         chosen = next((dc for dc in served if dc.settings.id == wanted), None)

@@ -163,7 +163,7 @@ class Gateway:
         auth = self.dispatcher.auth
         revocations = auth.revocations
         caller = await auth.authenticate(params.token, ip)
-        await dcs.caller_store(caller.user_id)  # the caller's own DC sealed: UNAVAILABLE
+        home = await dcs.user_store(caller.user_id)  # the caller's own DC sealed: UNAVAILABLE
         if conn.closing is not None:
             return
         conn.user_id = caller.user_id
@@ -179,8 +179,7 @@ class Gateway:
         )
         try:
             await self.dispatcher.auth.on_connect(caller)
-            store = await dcs.user_store(caller.user_id)
-            profile = await store.own_profile(caller.user_id)
+            profile = await home.own_profile(caller.user_id)
             if profile is None:
                 raise AuthError("this account no longer exists; sign in again")
             account, phone, seq = profile

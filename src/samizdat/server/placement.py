@@ -21,17 +21,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from samizdat.core.ids import ChatId, DeviceId, MessageId, UserId
 from samizdat.core.model import Account, Device, DialogRow, Membership, Message
+from samizdat.core.phone import Phone
 from samizdat.core.updates import Delivery, UpdateKind, UpdateRef
-from samizdat.protocol.errors import ErrorCode, NotFound, SamizdatError, Unavailable
+from samizdat.protocol.errors import Conflict, ErrorCode, NotFound, SamizdatError, Unavailable
 from samizdat.server.dc_keeper import DcKeeper
 from samizdat.server.topology import DcSettings, HomingSettings
 from samizdat.store.batch import SendOutcome, append_updates
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 #: Remembered placements before the memo starts over (ids are 8 bytes; a few MB at most).
 MEMO_LIMIT = 1_000_000
 RELAY_INTERVAL = 1.0
+_T = TypeVar("_T")
+MovedHandler = Callable[[SqlStore, list[Delivery], Mapping[MessageId, Message]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +61,16 @@ class ServedDc:
 @dataclass(slots=True)
 class ChatWrite:
     """One transaction in a chat's DC; ``append`` numbers updates for members homed there
-    and queues the rest. ``deliveries`` are the local ones, to publish after the commit."""
+    and queues the rest. ``deliveries`` are the local ones, to publish after the commit;
+    ``own_seq`` is the caller's newest number, wherever their update log is."""
 
     router: DcRouter
     store: SqlStore
     conn: AsyncConnection
+    caller: UserId | None
     deliveries: list[Delivery] = field(default_factory=list)
     queued: list[tuple[UserId, UpdateRef]] = field(default_factory=list)
+    moved_seqs: list[int] = field(default_factory=list)
 
     async def append(self, targets: Sequence[tuple[UserId, UpdateRef]]) -> None:
         local, remote = await self.router.split(self.store, targets)
@@ -73,9 +79,8 @@ class ChatWrite:
         self.queued += [(user, ref) for _, user, ref in remote]
 
     def own_seq(self, user: UserId) -> int | None:
-        """The caller's newest number from this write, wherever their update log is."""
         seqs = [d.seq for d in self.deliveries if d.user_id == user]
-        seqs += [s for u, ref in self.queued if u == user and (s := self.router.moved(u, ref))]
+        seqs += self.moved_seqs if user == self.caller else []
         return max(seqs) if seqs else None
 
 
@@ -90,38 +95,49 @@ class DcRouter:
         self._single = self.stores[0] if len(self.stores) == 1 else None
         self._user_dc: dict[int, SqlStore] = {}
         self._chat_dc: dict[int, SqlStore] = {}
+        #: Updates a caller homed outside the chat's DC waits to learn the number of, and
+        #: the numbers once moved (whichever relay moves them).
+        self._awaited: set[tuple[UserId, UpdateRef]] = set()
         self._moved: dict[tuple[UserId, UpdateRef], int] = {}
         self._relay_locks = {s.dc_id: asyncio.Lock() for s in self.stores}
         self._relay_task: asyncio.Task[None] | None = None
+        self._username_lock = asyncio.Lock()
         #: Publishes deliveries moved from a source DC (wired by the app to the bus).
-        self.on_moved: Callable[[SqlStore, list[Delivery]], Awaitable[None]] | None = None
+        #: Publishes deliveries moved from a source DC, with the messages already at hand.
+        self.on_moved: MovedHandler | None = None
 
-    @property
-    def single(self) -> bool:
-        return self._single is not None
-
-    def store(self, dc_id: str) -> SqlStore:
-        return self.served[dc_id].store
-
-    def for_phone(self, e164: str) -> SqlStore:
-        """The DC a number's account is (or will be) homed in."""
+    def for_phone(self, phone: Phone) -> SqlStore:
+        """The DC a new account for this number is homed in."""
         if self._single is not None:
             return self._single
-        return self.store(self.homing.dc_for(e164, self.default.dc_id))
+        return self.served[self.homing.dc_for(phone, self.default.dc_id)].store
 
     # placement memo -------------------------------------------------------------------------
     def note_user(self, user_id: int, store: SqlStore) -> None:
-        _remember(self._user_dc, user_id, store)
+        if self._single is None:
+            _remember(self._user_dc, user_id, store)
 
     def note_chat(self, chat_id: int, store: SqlStore) -> None:
-        _remember(self._chat_dc, chat_id, store)
+        if self._single is None:
+            _remember(self._chat_dc, chat_id, store)
+
+    async def _first(
+        self, stores: Iterable[SqlStore], find: Callable[[SqlStore], Awaitable[_T | None]]
+    ) -> tuple[SqlStore, _T] | None:
+        """The first of ``stores`` where ``find`` finds something, and what it found."""
+        for store in stores:
+            found = await find(store)
+            if found is not None:
+                return store, found
+        return None
 
     async def homes(self, user_ids: Iterable[UserId]) -> dict[UserId, SqlStore]:
-        """Each existing user's home DC store; unknown ids are left out."""
+        """Each user's home DC store. With several DCs unknown ids are left out; with one,
+        every id maps to it without a query (callers that must know use
+        ``existing_user_ids``)."""
         wanted = set(user_ids)
         if self._single is not None:
-            found = await self._single.existing_user_ids(wanted) if wanted else set()
-            return dict.fromkeys(found, self._single)
+            return dict.fromkeys(wanted, self._single)
         out = {u: self._user_dc[u] for u in wanted if u in self._user_dc}
         missing = wanted - out.keys()
         for store in self.stores:
@@ -139,43 +155,35 @@ class DcRouter:
         return (await self.homes([user_id])).get(user_id)
 
     async def user_store(self, user_id: UserId) -> SqlStore:
-        """The user's home DC, unsealed; USER_NOT_FOUND if there is no such user."""
+        """The user's home DC, which must be unsealed for anything of theirs to be served
+        (a caller's own requests included); USER_NOT_FOUND if there is no such user."""
         found = await self.find_user(user_id)
         if found is None:
             raise NotFound("no such user", code=ErrorCode.USER_NOT_FOUND)
         found.keyring.require_unsealed()
         return found
 
-    async def caller_store(self, user_id: UserId) -> SqlStore:
-        """The caller's home DC, which must be unsealed for them to do anything."""
-        return await self.user_store(user_id)
-
     def _unsealed(self) -> list[SqlStore]:
         return [s for s in self.stores if s.keyring.unsealed]
 
-    async def home_of_number(self, e164: str) -> SqlStore:
+    async def home_of_number(self, phone: Phone) -> SqlStore:
         """Where the account of a number is, else where it would be homed. An account stays
         in the DC it was made in even if the homing rules change later, so every unsealed DC
         is asked. (A sealed one cannot be: were the rules changed *and* its DC sealed, a
         number homed there could get a second account elsewhere meanwhile.)"""
         if self._single is not None:
             return self._single
-        for store in self._unsealed():
-            if await store.user_by_phone(store.keyring.phone_lookup(e164)) is not None:
-                return store
-        return self.for_phone(e164)
+        found = await self._first(
+            self._unsealed(), lambda s: s.user_by_phone(s.keyring.phone_lookup(phone.e164))
+        )
+        return found[0] if found is not None else self.for_phone(phone)
 
     async def find_chat(self, chat_id: ChatId) -> SqlStore | None:
         if self._single is not None:
             return self._single
-        found = self._chat_dc.get(chat_id)
-        if found is not None:
-            return found
-        for store in self.stores:
-            if await store.load_membership(chat_id) is not None:
-                self.note_chat(chat_id, store)
-                return store
-        return None
+        if chat_id not in self._chat_dc:
+            await self.load_membership(chat_id)  # finds and remembers its DC
+        return self._chat_dc.get(chat_id)
 
     async def chat_store(self, chat_id: ChatId) -> SqlStore:
         """The chat's DC, unsealed; CHAT_NOT_FOUND if no DC holds it."""
@@ -187,20 +195,23 @@ class DcRouter:
 
     async def load_membership(self, chat_id: ChatId) -> Membership | None:
         """For the chat directory: the chat and its members, from whichever DC holds it."""
-        store = await self.find_chat(chat_id)
-        if store is None:
+        known = self._single or self._chat_dc.get(chat_id)
+        if known is not None:
+            return await known.load_membership(chat_id)
+        found = await self._first(self.stores, lambda s: s.load_membership(chat_id))
+        if found is None:
             return None
-        return await store.load_membership(chat_id)
+        self.note_chat(chat_id, found[0])
+        return found[1]
 
     async def new_chat_store(self, creator: UserId, pair: tuple[UserId, UserId] | None) -> SqlStore:
         """Where a new chat goes: the creator's DC (a private chat: the lower id's DC)."""
-        return await self.caller_store(pair[0] if pair is not None else creator)
+        return await self.user_store(pair[0] if pair is not None else creator)
 
     # reads across DCs ----------------------------------------------------------------------
-    async def user_count(self) -> int:
-        return sum([await s.user_count() for s in self.stores])
-
     async def existing_user_ids(self, user_ids: Iterable[UserId]) -> set[UserId]:
+        if self._single is not None:
+            return await self._single.existing_user_ids(user_ids)
         return set(await self.homes(user_ids))
 
     async def get_users(self, user_ids: Iterable[UserId]) -> dict[UserId, Account]:
@@ -220,38 +231,47 @@ class DcRouter:
         return await store.get_user(user_id)
 
     async def user_by_username(self, key: str) -> Account | None:
-        for store in self._unsealed():
-            found = await store.user_by_username(key)
-            if found is not None:
-                self.note_user(found.id, store)
-                return found
-        return None
+        """Usernames are plain text, so a sealed DC's are found too (and stay taken)."""
+        found = await self._first(self.stores, lambda s: s.user_by_username(key))
+        if found is None:
+            return None
+        self.note_user(found[1].id, found[0])
+        return found[1]
+
+    async def set_username(self, user_id: UserId, name: str | None, key: str | None) -> None:
+        """Set or clear a username. With several DCs, it must be free in the others too: they
+        are asked first, one change at a time on this node (two nodes may still race: each
+        DC's unique index only covers its own accounts)."""
+        store = await self.user_store(user_id)
+        if self._single is not None or key is None:
+            await store.set_username(user_id, name, key)
+            return
+        async with self._username_lock:
+            holder = await self.user_by_username(key)
+            if holder is not None and holder.id != user_id:
+                raise Conflict("that username is taken", code=ErrorCode.USERNAME_TAKEN)
+            await store.set_username(user_id, name, key)
 
     async def private_chat_id(self, pair: tuple[UserId, UserId]) -> ChatId | None:
-        for store in self.stores:
-            found = await store.private_chat_id(pair)
-            if found is not None:
-                self.note_chat(found, store)
-                return found
-        return None
+        found = await self._first(self.stores, lambda s: s.private_chat_id(pair))
+        if found is None:
+            return None
+        self.note_chat(found[1], found[0])
+        return found[1]
 
     async def messages_by_id(self, ids: Iterable[MessageId]) -> dict[MessageId, Message]:
-        """Messages from whichever DC holds them. UNAVAILABLE if some are not found while a DC
-        is sealed: they may be there, and reporting them gone would lose them for good."""
-        wanted = list(ids)
+        """Messages from whichever unsealed DC holds them (see ``any_sealed``)."""
+        wanted = set(ids)
         out: dict[MessageId, Message] = {}
-        sealed = None
-        for store in self.stores:
-            missing = [i for i in wanted if i not in out]
-            if not missing:
-                break
-            if store.keyring.unsealed:
+        for store in self._unsealed():
+            if missing := wanted - out.keys():
                 out.update(await store.messages_by_id(missing))
-            else:
-                sealed = store
-        if sealed is not None and len(out) < len(set(wanted)):
-            sealed.keyring.require_unsealed()
         return out
+
+    @property
+    def any_sealed(self) -> bool:
+        """Whether some served DC is sealed: a record not found may be there."""
+        return any(not s.keyring.unsealed for s in self.stores)
 
     async def member_chat_ids(self, user_id: UserId, chat_ids: Iterable[ChatId]) -> set[ChatId]:
         wanted = set(chat_ids)
@@ -262,19 +282,18 @@ class DcRouter:
 
     async def dialogs(self, user_id: UserId, limit: int) -> list[DialogRow]:
         """The user's chats from every unsealed DC, newest first (one list, as from one DC)."""
-        lists = [await s.dialogs(user_id, limit) for s in self.stores if s.keyring.unsealed]
+        lists = [await s.dialogs(user_id, limit) for s in self._unsealed()]
         if len(lists) == 1:
             return lists[0]
         merged = [row for rows in lists for row in rows]
         return sorted(merged, key=_dialog_order, reverse=True)[:limit]
 
     async def device_by_token(self, digest: bytes) -> Device | None:
-        for store in self.stores:
-            found = await store.device_by_token(digest)
-            if found is not None:
-                self.note_user(found.user_id, store)
-                return found
-        return None
+        found = await self._first(self.stores, lambda s: s.device_by_token(digest))
+        if found is None:
+            return None
+        self.note_user(found[1].user_id, found[0])
+        return found[1]
 
     async def list_devices_by_id(self, device_ids: Sequence[DeviceId]) -> list[Device]:
         out: list[Device] = []
@@ -353,13 +372,21 @@ class DcRouter:
         return local, remote
 
     @contextlib.asynccontextmanager
-    async def chat_write(self, store: SqlStore) -> AsyncIterator[ChatWrite]:
-        """A transaction in ``store``'s DC; after it commits, queued updates are moved."""
+    async def chat_write(
+        self, store: SqlStore, caller: UserId | None, members: Iterable[UserId] = ()
+    ) -> AsyncIterator[ChatWrite]:
+        """A transaction in ``store``'s DC; after it commits, queued updates are moved.
+
+        ``members`` are looked up before the transaction opens, so finding their DCs never
+        holds this DC's write lock."""
+        if self._single is None:
+            await self.homes(members)
         async with store.write() as conn:
-            write = ChatWrite(self, store, conn)
+            write = ChatWrite(self, store, conn, caller)
             yield write
         if write.queued:
-            await self.relay_soon(store)
+            mine = {(u, ref) for u, ref in write.queued if u == caller}
+            write.moved_seqs = list((await self._relay_awaiting(store, mine, {})).values())
 
     async def send(
         self, store: SqlStore, message: Message, members: Iterable[UserId]
@@ -373,58 +400,61 @@ class DcRouter:
             message, frozenset(u for u, _ in local), tuple((dc, u) for dc, u, _ in remote)
         )
         if remote and not outcome.duplicate:
-            await self.relay_soon(store)
-            if not outcome.sender_seq:
-                seq = self.moved(message.sender_id, ref) or 0
-                outcome = replace(outcome, sender_seq=seq)
+            mine = {(message.sender_id, ref)} if not outcome.sender_seq else set()
+            seqs = await self._relay_awaiting(store, mine, {message.id: outcome.message})
+            if mine:
+                outcome = replace(outcome, sender_seq=seqs.get((message.sender_id, ref), 0))
         return outcome
 
-    async def relay_soon(self, source: SqlStore) -> None:
-        """After a commit: move what it queued now if possible. The change is committed
-        whatever happens here; anything left is moved by the background relay."""
+    async def _relay_awaiting(
+        self,
+        source: SqlStore,
+        awaited: set[tuple[UserId, UpdateRef]],
+        known: Mapping[MessageId, Message],
+    ) -> dict[tuple[UserId, UpdateRef], int]:
+        """After a commit: move what it queued now if possible, and return the numbers of
+        ``awaited`` updates (whichever relay moved them). The change is committed whatever
+        happens here; anything left is moved by the background relay."""
+        self._awaited |= awaited
         try:
-            await self.relay(source)
+            await self.relay(source, known)
         except Exception:
             log.exception("moving updates after a commit failed; the relay retries")
+        finally:
+            self._awaited -= awaited
+        return {pair: seq for pair in awaited if (seq := self._moved.pop(pair, 0))}
 
-    def moved(self, user: UserId, ref: UpdateRef) -> int | None:
-        return self._moved.pop((user, ref), None)
-
-    async def relay(self, source: SqlStore) -> None:
-        """Move ``source``'s queued updates into their members' home DCs, oldest first."""
+    async def relay(
+        self, source: SqlStore, known: Mapping[MessageId, Message] | None = None
+    ) -> None:
+        """Move ``source``'s queued updates into their members' home DCs, oldest first, one
+        target DC at a time: a DC that is down holds back only the updates bound for it."""
         async with self._relay_locks[source.dc_id]:
-            while True:
-                queued = await source.outbox.queued()
-                if not queued:
-                    return
-                moved: list[Delivery] = []
-                done: list[int] = []
-                for dc_id in dict.fromkeys(q.target_dc for q in queued):
-                    items = [q for q in queued if q.target_dc == dc_id]
-                    target = self.served.get(dc_id)
-                    if target is None:
-                        log.error("outbox names an unknown DC", extra={"dc": dc_id})
-                        continue
-                    try:
-                        moved += await target.store.outbox.apply(source.dc_id, items, time.time())
-                    except (SQLAlchemyError, SamizdatError) as exc:
-                        log.warning(
-                            "could not move updates to another DC; will retry",
-                            extra={"dc": dc_id, "error": type(exc).__name__},
-                        )
-                        continue
-                    done += [q.id for q in items]
-                if done:
-                    await source.outbox.forget(done)
-                for d in moved:
-                    _remember(self._moved, (d.user_id, d.ref), d.seq, limit=100_000)
-                if moved and self.on_moved is not None:
-                    try:
-                        await self.on_moved(source, moved)
-                    except Exception:  # numbered already: a device that missed the push syncs
-                        log.exception("pushing moved updates failed")
-                if len(done) < len(queued):
-                    return  # a target is down: the background relay tries again
+            for target in self.stores:
+                if target is not source:
+                    await self._relay_to(source, target, known or {})
+
+    async def _relay_to(
+        self, source: SqlStore, target: SqlStore, known: Mapping[MessageId, Message]
+    ) -> None:
+        while queued := await source.outbox.queued(target.dc_id):
+            try:
+                moved = await target.outbox.apply(source.dc_id, queued, time.time())
+            except (SQLAlchemyError, SamizdatError) as exc:
+                log.warning(
+                    "could not move updates to another DC; will retry",
+                    extra={"dc": target.dc_id, "error": type(exc).__name__},
+                )
+                return
+            await source.outbox.forget([q.id for q in queued])
+            for d in moved:
+                if (d.user_id, d.ref) in self._awaited:
+                    self._moved[(d.user_id, d.ref)] = d.seq
+            if moved and self.on_moved is not None:
+                try:
+                    await self.on_moved(source, moved, known)
+                except Exception:  # numbered already: a device that missed the push syncs
+                    log.exception("pushing moved updates failed")
 
     async def start(self) -> None:
         if self._single is None:
@@ -451,8 +481,8 @@ class DcRouter:
                     log.exception("relay failed")
 
 
-def _remember(memo: dict[Any, Any], key: Any, value: Any, *, limit: int = MEMO_LIMIT) -> None:
-    if len(memo) >= limit:
+def _remember(memo: dict[int, SqlStore], key: int, value: SqlStore) -> None:
+    if len(memo) >= MEMO_LIMIT:
         memo.clear()
     memo[key] = value
 

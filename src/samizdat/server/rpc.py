@@ -119,7 +119,7 @@ class Dispatcher:
         """Run one parsed request; errors that are not ours become INTERNAL (logged here)."""
         try:
             if isinstance(who, Caller):
-                await self.deps.dcs.caller_store(who.user_id)  # sealed: UNAVAILABLE
+                await self.deps.dcs.user_store(who.user_id)  # sealed: UNAVAILABLE
             else:
                 self.deps.dcs.require_any_unsealed()
             result = await self.handlers[spec.name](who, params)

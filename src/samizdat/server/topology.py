@@ -21,6 +21,8 @@ from typing import Annotated, Self
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
 
+from samizdat.core.phone import Phone
+
 #: ISO 3166-1 user-assigned codes, for test and private set-ups.
 USER_ASSIGNED = frozenset(
     {"AA", "ZZ"}
@@ -95,16 +97,12 @@ class HomingSettings(_Section):
         default_factory=dict, description="E.164 prefix, e.g. '+4175' -> DC id"
     )
 
-    def dc_for(self, e164: str, fallback: str) -> str:
-        """The DC id for a number already normalised to E.164."""
-        matches = [p for p in self.prefixes if e164.startswith(p)]
+    def dc_for(self, phone: Phone, fallback: str) -> str:
+        """The DC id for a parsed number (its region as ``core.phone`` found it)."""
+        matches = [p for p in self.prefixes if phone.e164.startswith(p)]
         if matches:
             return self.prefixes[max(matches, key=len)]
-        try:
-            region = phonenumbers.region_code_for_number(phonenumbers.parse(e164))
-        except phonenumbers.NumberParseException:  # reserved test numbers have no country
-            region = None
-        return self.countries.get(region or "", self.default_dc or fallback)
+        return self.countries.get(phone.region or "", self.default_dc or fallback)
 
 
 def embedded_custodians() -> tuple[CustodianSettings, ...]:

@@ -112,6 +112,17 @@ def append_updates_sync(
     return deliveries
 
 
+#: (home DC, member, update) for members homed outside the chat's own DC.
+RemoteTargets = Sequence[tuple[str, UserId, UpdateRef]]
+
+
+def queue_sync(conn: Connection, remote: RemoteTargets) -> None:
+    """Queue updates for members homed in other DCs (``store/outbox.py`` moves them)."""
+    insert_many(
+        conn, outbox, [{"target_dc": dc, **rows.ref_values(u, ref)} for dc, u, ref in remote]
+    )
+
+
 async def append_updates(
     conn: AsyncConnection, targets: Sequence[tuple[UserId, UpdateRef]]
 ) -> list[Delivery]:
@@ -198,10 +209,7 @@ def commit_sends_sync(
         found[(msg.sender_id, msg.random_id)] = SendOutcome(msg, sender_seq, own, False)
     if values:
         insert_many(conn, messages, values)
-        if remote:
-            insert_many(
-                conn, outbox, [{"target_dc": dc, **rows.ref_values(u, r)} for dc, u, r in remote]
-            )
+        queue_sync(conn, remote)
         conn.execute(_SET_LAST, [{"c": c, "m": m} for c, m in last_in_chat.items()])
     outcomes: list[SendOutcome] = []
     delivered: set[tuple[int, int]] = set()
@@ -216,6 +224,7 @@ def commit_sends_sync(
 
 __all__ = [
     "Draft",
+    "RemoteTargets",
     "SendOutcome",
     "append_updates",
     "append_updates_sync",
@@ -224,4 +233,5 @@ __all__ = [
     "fan_out",
     "insert_many",
     "load_chat_keys_sync",
+    "queue_sync",
 ]

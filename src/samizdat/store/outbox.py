@@ -13,19 +13,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from samizdat.core.ids import UserId
 from samizdat.core.updates import Delivery, UpdateRef
 from samizdat.store import rows
-from samizdat.store.batch import append_updates_sync, insert_many
+from samizdat.store.batch import RemoteTargets, append_updates_sync, insert_many, queue_sync
 from samizdat.store.database import Database
 from samizdat.store.tables import outbox, outbox_applied, update_seqs
-
-#: (home DC, member) pairs an update goes to outside the chat's own DC.
-RemoteTargets = Sequence[tuple[str, UserId, UpdateRef]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,9 +36,7 @@ class Queued:
 async def queue(conn: AsyncConnection, remote: RemoteTargets) -> None:
     """Queue updates for members homed elsewhere, inside the caller's transaction."""
     if remote:
-        await conn.execute(
-            insert(outbox), [{"target_dc": dc, **rows.ref_values(u, ref)} for dc, u, ref in remote]
-        )
+        await conn.run_sync(queue_sync, remote)
 
 
 class Outbox:
@@ -50,9 +45,15 @@ class Outbox:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def queued(self, limit: int = 2000) -> list[Queued]:
+    async def queued(self, target_dc: str, limit: int = 2000) -> list[Queued]:
+        """The oldest rows bound for one DC (``ix_outbox_target``)."""
         async with self.db.read() as conn:
-            result = await conn.execute(select(outbox).order_by(outbox.c.id).limit(limit))
+            result = await conn.execute(
+                select(outbox)
+                .where(outbox.c.target_dc == target_dc)
+                .order_by(outbox.c.id)
+                .limit(limit)
+            )
             return [
                 Queued(r["id"], r["target_dc"], UserId(r["user_id"]), rows.update_ref(r))
                 for r in result.mappings()

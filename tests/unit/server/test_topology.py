@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from samizdat.core.phone import parse_phone
 from samizdat.crypto.custody_keys import CustodianKeys
 from samizdat.server.settings import ConfigError, ServerSettings, load_settings
 
@@ -119,11 +120,11 @@ def test_homing_takes_the_longest_prefix_then_the_country_then_the_default(
         prefixes={"+41": "is", "+4175": "de", "+99966": "is"},
     )
     homing = load(tmp_path, text).homing
-    assert homing.dc_for("+4930123456", "x") == "de"  # Germany by country
-    assert homing.dc_for("+41446681800", "x") == "is"  # +41 prefix beats the default
-    assert homing.dc_for("+41751234567", "x") == "de"  # the longer prefix wins
-    assert homing.dc_for("+999661234567", "x") == "is"  # test numbers: no country, a prefix
-    assert homing.dc_for("+33142685300", "x") == "ch"  # France: nothing named, the default
+    assert homing.dc_for(parse_phone("+4930123456"), "x") == "de"  # Germany by country
+    assert homing.dc_for(parse_phone("+41446681800"), "x") == "is"  # +41 prefix beats the default
+    assert homing.dc_for(parse_phone("+41751234567"), "x") == "de"  # the longer prefix wins
+    assert homing.dc_for(parse_phone("+999661234567"), "x") == "is"  # test number: no country
+    assert homing.dc_for(parse_phone("+33142685300"), "x") == "ch"  # France: the default
 
 
 def test_homing_may_send_each_phone_country_to_a_dc(tmp_path: Path) -> None:

@@ -48,14 +48,14 @@ async def test_a_move_repeated_after_a_crash_numbers_nothing_twice(
     source, target = pair
     async with source.db.write() as conn:
         await queue(conn, [("b", HOMED, REF), ("b", HOMED, REF)])
-    queued = await source.queued()
+    queued = await source.queued("b")
     assert [q.user_id for q in queued] == [HOMED, HOMED]
     first = await target.apply("a", queued, now=1.0)
     assert [d.seq for d in first] == [1, 2]
     # The source crashed before forgetting the rows: the next move finds them applied.
-    assert await target.apply("a", await source.queued(), now=2.0) == []
+    assert await target.apply("a", await source.queued("b"), now=2.0) == []
     await source.forget([q.id for q in queued])
-    assert await source.queued() == []
+    assert await source.queued("b") == []
     assert await numbered(target) == [(HOMED, 1), (HOMED, 2)]
 
 
@@ -65,12 +65,12 @@ async def test_outbox_ids_are_never_reused_once_the_table_empties(
     source, target = pair
     async with source.db.write() as conn:
         await queue(conn, [("b", HOMED, REF)])
-    first = await source.queued()
+    first = await source.queued("b")
     await target.apply("a", first, now=1.0)
     await source.forget([q.id for q in first])
     async with source.db.write() as conn:
         await queue(conn, [("b", HOMED, REF)])
-    second = await source.queued()
+    second = await source.queued("b")
     assert second[0].id > first[0].id  # else the applied mark would swallow the new row
     assert [d.seq for d in await target.apply("a", second, now=2.0)] == [2]
 
@@ -81,5 +81,15 @@ async def test_an_update_for_a_user_not_homed_in_the_target_is_dropped_not_crash
     source, target = pair
     async with source.db.write() as conn:
         await queue(conn, [("b", UserId(99), REF), ("b", HOMED, REF)])
-    moved = await target.apply("a", await source.queued(), now=1.0)
+    moved = await target.apply("a", await source.queued("b"), now=1.0)
     assert [(d.user_id, d.seq) for d in moved] == [(HOMED, 1)]
+
+
+async def test_rows_for_a_dc_that_cannot_take_them_do_not_hold_back_another_dcs(
+    pair: tuple[Outbox, Outbox],
+) -> None:
+    source, _ = pair
+    async with source.db.write() as conn:
+        await queue(conn, [("down", HOMED, REF)] * 3 + [("b", HOMED, REF)])
+    assert [q.target_dc for q in await source.queued("b")] == ["b"]
+    assert len(await source.queued("down")) == 3

@@ -64,7 +64,7 @@ class AuthService:
     async def send_code(self, anon: Anonymous, p: SendCodeParams) -> wire.Json:
         self._limit_ip(anon.ip)
         phone = parse_phone(p.phone)
-        store = await self.deps.dcs.home_of_number(phone.e164)
+        store = await self.deps.dcs.home_of_number(phone)
         keyring = store.keyring
         keyring.require_unsealed()
         lookup = keyring.phone_lookup(phone.e164)
@@ -77,7 +77,7 @@ class AuthService:
     async def sign_in(self, anon: Anonymous, p: SignInParams) -> wire.Json:
         self._limit_ip(anon.ip)
         phone = parse_phone(p.phone)
-        store = await self.deps.dcs.home_of_number(phone.e164)
+        store = await self.deps.dcs.home_of_number(phone)
         store.keyring.require_unsealed()
         lookup = store.keyring.phone_lookup(phone.e164)
         now = self.deps.clock.now()
@@ -180,12 +180,12 @@ class AuthService:
 
     # --- devices -------------------------------------------------------------------------
     async def list_devices(self, caller: Caller, _: Empty) -> wire.Json:
-        store = await self.deps.dcs.caller_store(caller.user_id)
+        store = await self.deps.dcs.user_store(caller.user_id)
         devices = await store.list_devices(caller.user_id)
         return {"devices": [wire.device(d, current=d.id == caller.device_id) for d in devices]}
 
     async def revoke(self, caller: Caller, p: RevokeDeviceParams) -> wire.Json:
-        store = await self.deps.dcs.caller_store(caller.user_id)
+        store = await self.deps.dcs.user_store(caller.user_id)
         revoked = await store.revoke_devices(
             caller.user_id, [DeviceId(p.device_id)], self.deps.clock.now()
         )
@@ -196,7 +196,7 @@ class AuthService:
         return {"ok": True}
 
     async def revoke_others(self, caller: Caller, _: Empty) -> wire.Json:
-        store = await self.deps.dcs.caller_store(caller.user_id)
+        store = await self.deps.dcs.user_store(caller.user_id)
         others = [d.id for d in await store.list_devices(caller.user_id)]
         others = [d for d in others if d != caller.device_id]
         count = await store.revoke_devices(caller.user_id, others, self.deps.clock.now())

@@ -51,11 +51,12 @@ class ChatService:
         """One change to a chat: ``write`` it, tell ``notify`` (chat_updated) and ``also``
         in the same transaction, then refresh caches and push; returns the chat as it now is."""
         ref = UpdateRef(UpdateKind.CHAT_UPDATED, chat_id)
-        async with self.deps.dcs.chat_write(store) as change:
+        targets = [*also, *fan_out(notify, ref)]
+        async with self.deps.dcs.chat_write(store, None, [u for u, _ in targets]) as change:
             # Update counters first, the chat second: the same lock order as the group commit
             # (which bumps counters, then moves the chat's last message), so two nodes writing
             # to one chat on PostgreSQL cannot deadlock.
-            await change.append([*also, *fan_out(notify, ref)])
+            await change.append(targets)
             await write(change.conn)
         return await self._announce(chat_id, change.deliveries)
 

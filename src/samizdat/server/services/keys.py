@@ -50,7 +50,7 @@ class KeyService:
             if p.fallback_key is not None
             else None
         )
-        store = await self.deps.dcs.caller_store(caller.user_id)
+        store = await self.deps.dcs.user_store(caller.user_id)
         count, has_fallback = await store.keys.publish(
             published,
             one_time,
@@ -72,7 +72,7 @@ class KeyService:
         return SignedKey(key.key_id, key.key, key.signature)
 
     async def count(self, caller: Caller, _: Empty) -> wire.Json:
-        store = await self.deps.dcs.caller_store(caller.user_id)
+        store = await self.deps.dcs.user_store(caller.user_id)
         count, has_fallback = await store.keys.counts(caller.device_id)
         return {"one_time_key_count": count, "fallback_key": has_fallback}
 

@@ -128,7 +128,7 @@ class MessageService:
         original = (await self._existing(membership.chat.id, [message_id]))[message_id]
         rules.require_author(original, caller.user_id)
         now = self.deps.clock.now()
-        async with self.deps.dcs.chat_write(store) as change:
+        async with self.deps.dcs.chat_write(store, caller.user_id, membership.members) as change:
             await store.edit_message(change.conn, original, text, now)
             await change.append(
                 fan_out(
@@ -164,7 +164,7 @@ class MessageService:
             targets = fan_out(membership.members, ref)
         else:
             targets = [(caller.user_id, ref)]
-        async with self.deps.dcs.chat_write(store) as change:
+        async with self.deps.dcs.chat_write(store, caller.user_id, membership.members) as change:
             if p.for_everyone:
                 await store.delete_for_everyone(change.conn, ids)
             else:
@@ -185,7 +185,7 @@ class MessageService:
             actor=caller.user_id,
             emoji=p.emoji,
         )
-        async with self.deps.dcs.chat_write(store) as change:
+        async with self.deps.dcs.chat_write(store, caller.user_id, membership.members) as change:
             old = await store.set_reaction(change.conn, message_id, caller.user_id, p.emoji)
             if old != p.emoji:
                 await change.append(fan_out(membership.members, ref))
@@ -199,7 +199,7 @@ class MessageService:
         membership = await self.deps.membership(caller, p.chat_id)
         chat_id = membership.chat.id
         store = await self.deps.dcs.chat_store(chat_id)
-        async with self.deps.dcs.chat_write(store) as change:
+        async with self.deps.dcs.chat_write(store, caller.user_id, membership.members) as change:
             previous, senders, max_id = await store.mark_read(
                 change.conn, chat_id, caller.user_id, p.max_id
             )

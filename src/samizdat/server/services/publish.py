@@ -30,11 +30,17 @@ async def publish_deliveries(
             await deps.publish(Push(wire.dumps(body), tuple(targets), skip_connection))
 
 
-async def publish_fetched(deps: Deps, source: SqlStore, deliveries: Sequence[Delivery]) -> None:
-    """Publish deliveries whose messages and chats are not at hand (updates moved from
-    another DC): read them from ``source``, the chat's DC, first."""
-    ids = [d.ref.message_ids[0] for d in deliveries if d.ref.kind in MESSAGE_KINDS]
-    messages = await source.messages_by_id(ids) if ids else {}
+async def publish_fetched(
+    deps: Deps,
+    source: SqlStore,
+    deliveries: Sequence[Delivery],
+    known: Mapping[MessageId, Message],
+) -> None:
+    """Publish deliveries moved from ``source``, the chats' DC: messages not ``known``
+    already are read from it, chats from the (just refreshed) directory."""
+    wanted = {d.ref.message_ids[0] for d in deliveries if d.ref.kind in MESSAGE_KINDS}
+    missing = wanted - known.keys()
+    messages = {**known, **(await source.messages_by_id(missing) if missing else {})}
     chats = {}
     for chat_id in {d.ref.chat_id for d in deliveries if d.ref.kind is UpdateKind.CHAT_UPDATED}:
         deps.chats.invalidate(chat_id)  # the change was just committed: never the old state

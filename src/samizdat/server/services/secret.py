@@ -53,7 +53,7 @@ class SecretService:
         ``recipients`` user has a device with published keys (other than the caller's) that
         the request does not address: the sender's view of their devices is stale.
         """
-        store = await self.deps.dcs.caller_store(caller.user_id)
+        store = await self.deps.dcs.user_store(caller.user_id)
         # (device, olm_type, body) in request order; a group's rows share one body.
         rows = [(DeviceId(m.device_id), m.olm_type, _decode(m.ciphertext)) for m in p.messages]
         if p.group is not None:

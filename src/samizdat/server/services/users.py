@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 
 from samizdat.core.ids import UserId
@@ -10,7 +9,7 @@ from samizdat.core.model import Account
 from samizdat.core.phone import parse_phone
 from samizdat.core.ratelimit import KeyedLimiter
 from samizdat.core.rules import normalize_username, phone_visible_to
-from samizdat.protocol.errors import Conflict, ErrorCode, NotFound, ProtocolError, SamizdatError
+from samizdat.protocol.errors import ErrorCode, NotFound, ProtocolError, SamizdatError
 from samizdat.protocol.methods import (
     Empty,
     ResolveParams,
@@ -33,7 +32,6 @@ class UserService:
         self._phone_lookups = KeyedLimiter[int](
             PHONE_LOOKUPS_PER_HOUR / 3600.0, PHONE_LOOKUPS_PER_HOUR, what="lookups by phone number"
         )
-        self._username_lock = asyncio.Lock()
 
     async def view(self, account: Account, viewer: UserId) -> wire.Json:
         """A user as ``viewer`` may see them: the phone only if the owner's setting allows."""
@@ -69,7 +67,7 @@ class UserService:
                 phone = parse_phone(peer)
             except SamizdatError:
                 raise NotFound("no user with that number", code=ErrorCode.USER_NOT_FOUND) from None
-            home = await dcs.home_of_number(phone.e164)
+            home = await dcs.home_of_number(phone)
             home.keyring.require_unsealed()
             found = await home.user_by_phone(home.keyring.phone_lookup(phone.e164))
         else:
@@ -87,7 +85,7 @@ class UserService:
     async def update_profile(self, caller: Caller, p: UpdateProfileParams) -> wire.Json:
         """Showing the number needs the client to send it: the server keeps only a copy
         sealed to the custodians, which it cannot read, plus this one while it is shown."""
-        store = await self.deps.dcs.caller_store(caller.user_id)
+        store = await self.deps.dcs.user_store(caller.user_id)
         shown: str | None = None
         if p.phone_visibility not in (None, PhoneVisibility.NOBODY):
             if p.phone is None:
@@ -106,34 +104,25 @@ class UserService:
         return await self.me(caller, Empty())
 
     async def set_username(self, caller: Caller, p: SetUsernameParams) -> wire.Json:
-        """Usernames are unique across DCs: the other DCs are asked first, and this node
-        changes one username at a time."""
-        dcs = self.deps.dcs
-        store = await dcs.caller_store(caller.user_id)
         if p.username is None or p.username == "":
-            await store.set_username(caller.user_id, None, None)
+            await self.deps.dcs.set_username(caller.user_id, None, None)
         else:
-            name, key = normalize_username(p.username)
-            async with self._username_lock:
-                holder = await dcs.user_by_username(key)
-                if holder is not None and holder.id != caller.user_id:
-                    raise Conflict("that username is taken", code=ErrorCode.USERNAME_TAKEN)
-                await store.set_username(caller.user_id, name, key)
+            await self.deps.dcs.set_username(caller.user_id, *normalize_username(p.username))
         return await self.me(caller, Empty())
 
     async def add_contact(self, caller: Caller, p: UserIdParams) -> wire.Json:
         await self._account(UserId(p.user_id))
-        store = await self.deps.dcs.caller_store(caller.user_id)
+        store = await self.deps.dcs.user_store(caller.user_id)
         await store.add_contact(caller.user_id, UserId(p.user_id))
         return {"ok": True}
 
     async def remove_contact(self, caller: Caller, p: UserIdParams) -> wire.Json:
-        store = await self.deps.dcs.caller_store(caller.user_id)
+        store = await self.deps.dcs.user_store(caller.user_id)
         await store.remove_contact(caller.user_id, UserId(p.user_id))
         return {"ok": True}
 
     async def contacts(self, caller: Caller, _: Empty) -> wire.Json:
-        store = await self.deps.dcs.caller_store(caller.user_id)
+        store = await self.deps.dcs.user_store(caller.user_id)
         ids = await store.contact_ids(caller.user_id)
         accounts = await self.deps.dcs.get_users(ids)
         return {
