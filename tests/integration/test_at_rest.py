@@ -1,10 +1,10 @@
 """What an operator's disk holds: no message text, no phone number, no token, in any form.
 
 After a real conversation, every byte the server wrote (SQLite files and WAL, the log, the
-config; PostgreSQL rows) is searched for the plaintexts. The DC key file is left out: it is
-the one secret that must be on the disk (until custodians hold it), and it is random bytes,
-so it cannot contain a plaintext anyway. A sealed text moved to another message fails to
-open, and the server log never holds message text, numbers, login codes or tokens.
+config, the in-process custodians' state; PostgreSQL rows) is searched for the plaintexts.
+Nothing is left out: there is no DC key file (the key lives in a threshold envelope and in
+memory; ``test_seizure.py`` searches for its bytes). A sealed text moved to another message
+fails to open, and the server log never holds message text, numbers, login codes or tokens.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import pytest
 
 from samizdat.client import Client
 from samizdat.protocol.errors import ErrorCode
-from tests.harness import ServerProcess, database_dump, new_test_phone, signed_in
+from tests.harness import ServerProcess, new_test_phone, signed_in
 from tests.raw_socket import RawSocket, error_code, token_of, user_id_of
+from tests.seized import everything_stored, occurrences
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/{database}"
-KEY_FILE = "dc.key"
 
 
 async def one_call(server: ServerProcess, method: str, **params: Any) -> dict[str, Any]:
@@ -41,28 +41,8 @@ def phone_forms(phone: str) -> list[bytes]:
     return [phone.encode(), phone.lstrip("+").encode()]
 
 
-def data_files(server: ServerProcess) -> dict[str, bytes]:
-    return {
-        str(path.relative_to(server.data_dir)): path.read_bytes()
-        for path in sorted(server.data_dir.rglob("*"))
-        if path.is_file() and path.name != KEY_FILE
-    }
-
-
-async def everything_stored(server: ServerProcess) -> dict[str, bytes]:
-    stored = data_files(server)
-    if server.backend == "postgres":
-        stored.update(await database_dump(server))
-    return stored
-
-
 def assert_absent(stored: dict[str, bytes], needles: dict[str, bytes]) -> None:
-    found = [
-        f"{what} in {where}"
-        for what, needle in needles.items()
-        for where, blob in stored.items()
-        if needle in blob
-    ]
+    found = occurrences(stored, needles)
     assert not found, f"plaintext on disk: {found}"
 
 
@@ -112,6 +92,7 @@ async def test_no_message_text_phone_number_or_token_is_stored_in_plaintext(
 
         stored = await everything_stored(server)
         assert any(name.encode() in blob for blob in stored.values()), "the search sees no data"
+        assert not [where for where in stored if where.rsplit("/", 1)[-1] == "dc.key"]
         assert_absent(stored, needles)
     finally:
         for client in clients:
