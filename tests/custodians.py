@@ -5,8 +5,8 @@ once, ``enroll`` a server's node key (from ``samizdat dc node-key``, see ``node_
 ``start`` the service and ``stop`` or ``kill9`` it. ``custody_config`` is the ``[[dcs]]`` and
 ``[[custodians]]`` configuration a ``ServerProcess`` appends to its own. ``ForgingCustodian``
 stands in for a custodian that answers every unseal request with a well-formed, worthless
-answer, and ``signed_unseal`` builds the request a node would send, for tests that talk to a
-custodian directly.
+answer; ``post_unseal`` sends a request (``tests.custody_requests.signed_unseal`` builds one
+as a node would) for tests that talk to a custodian directly.
 
 A running ``serve`` does not see node enrolments or revocations made by another process (it
 read its node list at start, and its audit log refuses to append after someone else did), so
@@ -17,12 +17,10 @@ read its node list at start, and its audit log refuses to append after someone e
 from __future__ import annotations
 
 import secrets
-import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,21 +28,20 @@ from typing import Any, Protocol
 
 import httpx
 
-from samizdat.crypto.custody_keys import CustodianKeys, NodeKey, b64, grant_share, unb64
+from samizdat.crypto.custody_keys import CustodianKeys, b64, grant_share, unb64
 from samizdat.crypto.threshold import SHARE_BYTES, Envelope, Share
 from samizdat.custody.audit import AuditEntry, verify_log
 from samizdat.custody.protocol import (
     Answer,
     CustodianInfo,
     SignedUnseal,
-    UnsealRequest,
     answer_message,
-    canonical,
     request_digest,
 )
 from samizdat.custody.service import Custodian
 from tests.cli_runner import CALL_TIMEOUT, ENV, Result
-from tests.harness import free_port
+from tests.custody_state import custodian_key
+from tests.harness import ChildProcess, free_port
 
 COMMAND = [sys.executable, "-m", "samizdat"]
 #: Custodians of the tests' DC, one per jurisdiction, none in the DC's own (XA).
@@ -113,7 +110,7 @@ class ConfiguredCustodian(Protocol):
 
 
 @dataclass
-class CustodianProcess:
+class CustodianProcess(ChildProcess):
     """One custodian: its state directory (``init`` creates it) and, while started, its
     ``samizdat custodian serve`` on a free loopback port (log beside the directory)."""
 
@@ -130,16 +127,12 @@ class CustodianProcess:
         return cls(root / custodian_id, custodian_id, jurisdiction)
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def name(self) -> str:
+        return self.id
 
     @property
     def log_path(self) -> Path:
         return self.directory.with_name(f"{self.directory.name}.log")
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     # the operator's commands (each a separate process) -----------------------------------
     def init_command(self) -> list[str]:
@@ -196,46 +189,16 @@ class CustodianProcess:
         """Start ``samizdat custodian serve`` without waiting for it (see ``wait_serving``)."""
         assert not self.running, f"{self.id} is already running"
         args = [*COMMAND, "custodian", "serve", "--dir", str(self.directory)]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [*args, "--port", str(self.port)], stdout=log, stderr=subprocess.STDOUT
-            )
+        self.launch([*args, "--port", str(self.port)])
 
     def wait_serving(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.id} exited early:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/v1/info", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.id} not serving after {timeout}s")
+        self.wait_http("/v1/info", timeout)
 
     def start(self) -> CustodianProcess:
         """Serve, and return once ``GET /v1/info`` answers."""
         self.spawn()
         self.wait_serving()
         return self
-
-    def stop(self) -> None:
-        """SIGTERM, as an operator stopping the service would."""
-        if self.running:
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
 
 
 def init_all(custodians: Sequence[CustodianProcess]) -> None:
@@ -319,27 +282,6 @@ def dc_sqlite_path(data_dir: Path, dc_id: str = "eu") -> Path:
 
 
 # talking to a custodian directly --------------------------------------------------------
-def signed_unseal(
-    node_key: NodeKey,
-    envelope: bytes,
-    *,
-    custodian: str,
-    dc: str = "eu",
-    issued_at_ms: int | None = None,
-) -> SignedUnseal:
-    """An unseal request exactly as a node makes one: fresh nonce and one-time key, signed."""
-    request = UnsealRequest(
-        custodian=custodian,
-        dc=dc,
-        node_key=node_key.encoded(),
-        envelope=b64(envelope),
-        requester_key=b64(secrets.token_bytes(32)),
-        nonce=b64(secrets.token_bytes(16)),
-        issued_at_ms=int(time.time() * 1000) if issued_at_ms is None else issued_at_ms,
-    )
-    return SignedUnseal(request=request, signature=b64(node_key.sign(canonical(request))))
-
-
 def post_unseal(url: str, signed: SignedUnseal) -> httpx.Response:
     return httpx.post(
         url + "/v1/unseal",
@@ -367,7 +309,7 @@ class ForgingCustodian:
         self.id = impersonated.id
         self.jurisdiction = impersonated.jurisdiction
         self.public_key = impersonated.public_key
-        self._real_keys = CustodianKeys.load(impersonated.directory / "custodian.key")
+        self._real_keys = custodian_key(impersonated.directory)
         self._other_keys = CustodianKeys.generate()
         self.forged: list[str] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -442,20 +384,10 @@ class ForgingCustodian:
         return Handler
 
 
-# waiting -----------------------------------------------------------------------------------
+# a server's health ------------------------------------------------------------------------
 def health(url: str) -> int:
     """``/health``: 200 when the server serves, 503 while its DC is sealed."""
     return httpx.get(url + "/health", timeout=5).status_code
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll ``condition`` every 0.1 s; return the seconds it took, fail after ``timeout``."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(0.1)
-    return time.monotonic() - started
 
 
 __all__ = [
@@ -477,9 +409,7 @@ __all__ = [
     "samizdat",
     "samizdat_all",
     "server_status",
-    "signed_unseal",
     "start_all",
     "stop_all",
     "succeeded",
-    "wait_for",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -164,26 +165,9 @@ class CourtKey:
     def sign(self, body: CourtOrderBody) -> CourtOrder:
         return CourtOrder(order=body, signature=b64(self.key.sign(canonical(body))))
 
-    def order(
-        self,
-        subject: str = "user:1",
-        fields: Iterable[str] = ("phone",),
-        *,
-        category: str = PERMITTED_CATEGORY,
-        issued_at_ms: int = NOW_MS - DAY_MS,
-        expires_at_ms: int = NOW_MS + DAY_MS,
-        jurisdiction: str | None = None,
-    ) -> CourtOrder:
-        return self.sign(
-            self.body(
-                subject,
-                fields,
-                category=category,
-                issued_at_ms=issued_at_ms,
-                expires_at_ms=expires_at_ms,
-                jurisdiction=jurisdiction,
-            )
-        )
+    def order(self, *args: Any, **kwargs: Any) -> CourtOrder:
+        """``body(...)`` (same arguments), signed by this court."""
+        return self.sign(self.body(*args, **kwargs))
 
 
 def disclose_request(

@@ -18,8 +18,14 @@ from tests.harness import ServerProcess, sql
 CUSTODIAN_IDS = ("custodian-xb", "custodian-xc", "custodian-xd")
 
 
+def custodian_key(directory: Path) -> CustodianKeys:
+    """The private key in one custodian's state directory (``samizdat custodian init``)."""
+    return CustodianKeys.load(directory / "custodian.key")
+
+
 def custodian_keys(data_dir: Path, ids: Iterable[str] = CUSTODIAN_IDS) -> dict[str, CustodianKeys]:
-    return {cid: CustodianKeys.load(data_dir / "custodians" / cid / "custodian.key") for cid in ids}
+    """The keys of a server's in-process custodians (``DATA/custodians/ID``)."""
+    return {cid: custodian_key(data_dir / "custodians" / cid) for cid in ids}
 
 
 def open_with(sealed: bytes, keys: dict[str, CustodianKeys]) -> bytes:
@@ -49,6 +55,7 @@ async def server_keyring(server: ServerProcess, keys: dict[str, CustodianKeys]) 
 __all__ = [
     "CUSTODIAN_IDS",
     "EnvelopeError",
+    "custodian_key",
     "custodian_keys",
     "dc_key_envelopes",
     "open_with",

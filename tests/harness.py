@@ -2,12 +2,17 @@
 
 ``ServerProcess`` runs ``python -m samizdat serve`` on a free loopback port with its own data
 directory and, for PostgreSQL, its own freshly created database; it can be killed with
-SIGKILL and restarted on the same data to test durability.
+SIGKILL and restarted on the same data to test durability. ``ChildProcess`` is what it shares
+with the custodian processes of ``tests/custodians.py``: start, wait for HTTP 200, stop.
+
+``sql`` reads and writes a DC's database behind the server's back, ``dc_states`` and
+``dc_status`` read ``/status``, and ``wait_until`` polls a condition from async tests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import os
 import re
@@ -18,6 +23,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,8 +83,73 @@ def drop_pg_database(name: str) -> None:
     asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}"'))
 
 
+class ChildProcess:
+    """A child process serving HTTP on loopback ``port``, its output appended to ``log_path``;
+    what ``ServerProcess`` and ``tests.custodians.CustodianProcess`` share."""
+
+    port: int
+    proc: subprocess.Popen[bytes] | None
+
+    @property
+    def name(self) -> str:
+        """Who it is, in failure messages."""
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        raise NotImplementedError
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, size: int = 3000) -> str:
+        return self.log_path.read_text()[-size:] if self.log_path.exists() else ""
+
+    def launch(self, args: Sequence[str]) -> None:
+        """Start ``args`` without waiting (see ``wait_http``)."""
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+
+    def wait_http(self, path: str, timeout: float = 30.0) -> None:
+        """Return once ``GET path`` answers 200; fail (with the log's end) if the process exits
+        first or ``timeout`` seconds pass."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
+            try:
+                if httpx.get(self.url + path, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name}: no 200 from {path} after {timeout}s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """SIGTERM, as an operator stopping the service would; SIGKILL after 10 s."""
+        if self.running:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+
 @dataclass
-class ServerProcess:
+class ServerProcess(ChildProcess):
     data_dir: Path
     backend: str = "sqlite"
     extra_config: str = TEST_LIMITS
@@ -88,8 +159,8 @@ class ServerProcess:
     proc: subprocess.Popen[bytes] | None = None
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def name(self) -> str:
+        return "server"
 
     @property
     def log_path(self) -> Path:
@@ -128,40 +199,9 @@ class ServerProcess:
         ]
         if self.dev:
             args.append("--dev")
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        self._wait_healthy(path="/health" if wait_unsealed else "/status")
+        self.launch(args)
+        self.wait_http("/health" if wait_unsealed else "/status")
         return self
-
-    def _wait_healthy(self, timeout: float = 30.0, path: str = "/health") -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + path, timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(
-            f"server not healthy after {timeout}s:\n{self.log_path.read_text()[-3000:]}"
-        )
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
 
     def cleanup(self) -> None:
         self.stop()
@@ -170,21 +210,38 @@ class ServerProcess:
             self.pg_database = None
 
 
-async def sql(server: ServerProcess, statement: str, *args: Any) -> list[Any]:
-    """Run SQL on the served DC's database behind the server's back (``$1`` placeholders),
-    as someone holding the disk could; rows come back as mappings."""
-    if server.backend == "postgres":
+async def sql(
+    server: ServerProcess,
+    statement: str,
+    *args: Any,
+    sqlite_path: Path | None = None,
+    pg_database: str | None = None,
+) -> list[Any]:
+    """Run SQL on a DC's database behind the server's back (``$1`` placeholders), as someone
+    holding the disk could; rows come back as mappings.
+
+    The database is the server's default DC's unless ``sqlite_path`` or ``pg_database`` names
+    another (one of them, not both)."""
+    if sqlite_path is not None and pg_database is not None:
+        raise ValueError("name a SQLite file or a PostgreSQL database, not both")
+    if sqlite_path is None and pg_database is None:
+        if server.backend == "postgres":
+            pg_database = server.pg_database
+        else:
+            sqlite_path = server.sqlite_path
+    if sqlite_path is None:
         conn = await asyncpg.connect(
-            f"postgresql://postgres@127.0.0.1:5432/{server.pg_database}", timeout=5
+            f"postgresql://postgres@127.0.0.1:5432/{pg_database}", timeout=5
         )
         try:
             return list(await conn.fetch(statement, *args))
         finally:
             await conn.close()
     converted = re.sub(r"\$\d+", "?", statement)
+    path = sqlite_path
 
     def work() -> list[Any]:
-        db = sqlite3.connect(server.sqlite_path, timeout=10)
+        db = sqlite3.connect(path, timeout=10)
         db.row_factory = sqlite3.Row
         try:
             rows = db.execute(converted, args).fetchall()
@@ -194,6 +251,46 @@ async def sql(server: ServerProcess, statement: str, *args: Any) -> list[Any]:
             db.close()
 
     return await asyncio.to_thread(work)
+
+
+def _served_dcs(url: str) -> list[dict[str, Any]]:
+    reply = httpx.get(url + "/status", timeout=10)
+    assert reply.status_code == 200, f"/status: HTTP {reply.status_code}: {reply.text}"
+    dcs: list[dict[str, Any]] = reply.json()["dcs"]
+    return dcs
+
+
+def dc_status(url: str, dc: str | None = None) -> dict[str, Any]:
+    """One DC's record in the server's ``/status`` (state, last_error, rotation, custodians,
+    ...): DC ``dc``, or the first DC the server lists."""
+    dcs = _served_dcs(url)
+    return dcs[0] if dc is None else next(d for d in dcs if d["id"] == dc)
+
+
+def dc_states(url: str) -> dict[str, str]:
+    """``/status`` in short: each served DC's id and state ("sealed", "unsealed", ...)."""
+    return {d["id"]: d["state"] for d in _served_dcs(url)}
+
+
+async def wait_until(
+    predicate: Callable[[], bool | Awaitable[bool]],
+    timeout: float = 30.0,
+    what: str = "the condition",
+    *,
+    interval: float = 0.1,
+) -> float:
+    """Poll ``predicate`` (plain or async) every ``interval`` seconds without blocking the
+    event loop; return the seconds it took, fail naming ``what`` after ``timeout``."""
+    started = time.monotonic()
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s")
+        await asyncio.sleep(interval)
 
 
 async def database_dump(server: ServerProcess) -> dict[str, bytes]:
@@ -230,8 +327,12 @@ def new_test_phone(digit: int = 1) -> tuple[str, str]:
     return f"+99966{digit}{next(_numbers) % 10**8:08d}", str(digit) * 5
 
 
-async def signed_in(url: str, name: str = "user", *, device_name: str = "test") -> Client:
-    phone, code = new_test_phone()
+async def signed_in(
+    url: str, name: str = "user", *, device_name: str = "test", digit: int = 1
+) -> Client:
+    """A new account on a fresh test number ``+99966<digit>...`` (whose dev code is
+    ``digit`` five times), signed in on a connected client."""
+    phone, code = new_test_phone(digit)
     client = Client(url, device_name=device_name)
     await client.connect()
     await client.send_code(phone)

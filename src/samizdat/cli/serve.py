@@ -69,7 +69,11 @@ def serve(
             f"make run):\n  [cyan]samizdat --profile /tmp/alice login --server {url} "
             "--phone +999661000001 --code 11111 --name Alice[/cyan]"
         )
-    uvloop.run(run_server(settings))
+    try:
+        uvloop.run(run_server(settings))
+    except ConfigError as exc:  # found while opening the DCs (custodian state, say)
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
 
 
 __all__ = ["serve"]

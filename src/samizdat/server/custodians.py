@@ -13,6 +13,7 @@ new custodian that could open nothing.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from samizdat.custody.service import Custodian, CustodianStateError
 from samizdat.server.settings import ConfigError, ServerSettings
 from samizdat.server.topology import CustodianSettings, DcSettings
 
+log = logging.getLogger(__name__)
 PUBLIC_KEYS_FILE = "public-keys.json"
 
 
@@ -81,21 +83,26 @@ def _open_in_process(
 ) -> Custodian | MissingCustodian:
     directory = root / spec.id
     public_keys = root / PUBLIC_KEYS_FILE
+    known = orjson.loads(public_keys.read_bytes()) if public_keys.exists() else {}
     try:
         if (directory / "custodian.key").exists():
             custodian = Custodian(directory)
         elif first_start:
             custodian = Custodian.init(directory, spec.id, spec.jurisdiction)
-        else:
-            known = orjson.loads(public_keys.read_bytes()) if public_keys.exists() else {}
-            if spec.id not in known:
-                raise ConfigError(
-                    f"in-process custodian {spec.id}: no state in {directory} and no known "
-                    "public key; restore its directory from a backup"
-                )
+        elif spec.id in known:
             return MissingCustodian(spec.id, directory, known[spec.id])
+        else:
+            raise ConfigError(
+                f"in-process custodian {spec.id}: no state in {directory} and no known "
+                "public key; restore its directory from a backup"
+            )
     except (CustodianStateError, AuditError, KeyFormatError) as exc:
         raise ConfigError(f"in-process custodian {spec.id}: {exc}") from exc
+    if spec.id in known and known[spec.id] != custodian.public_key:
+        # Not the custodian everything so far was sealed to: it could open none of it, and
+        # taking its key would seal new records to a stranger. Down until the right one is back.
+        log.warning("in-process custodian state holds another key", extra={"custodian": spec.id})
+        return MissingCustodian(spec.id, directory, known[spec.id])
     if custodian.identity.jurisdiction != spec.jurisdiction:
         raise ConfigError(
             f"custodian {spec.id} in {directory} is in {custodian.identity.jurisdiction}, "
@@ -103,8 +110,7 @@ def _open_in_process(
         )
     if spec.public_key is not None and spec.public_key != custodian.public_key:
         raise ConfigError(f"custodian {spec.id}: public_key does not match its state")
-    known = orjson.loads(public_keys.read_bytes()) if public_keys.exists() else {}
-    if known.get(spec.id) != custodian.public_key:
+    if spec.id not in known:
         write_private(public_keys, orjson.dumps({**known, spec.id: custodian.public_key}))
     return custodian
 
