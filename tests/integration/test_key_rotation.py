@@ -7,10 +7,47 @@ from pathlib import Path
 
 import httpx
 
-from tests.cli_runner import samizdat
-from tests.custody_state import dc_key_envelopes
-from tests.harness import ServerProcess, second_device, signed_in, sql
+from tests.cli_runner import Result, samizdat
+from tests.custody_state import custodian_keys, dc_key_envelopes, server_keyring
+from tests.harness import ServerProcess, dc_states, dc_status, second_device, signed_in, sql
 from tests.raw_socket import user_id_of
+
+
+def rotate_key(
+    server: ServerProcess, tmp_path: Path, *, data_dir: Path | None = None, as_json: bool = True
+) -> Result:
+    """``samizdat dc rotate-key local`` as the operator runs it: the admin token comes from
+    ``data_dir`` (the server's own by default); waits until the rotation ends."""
+    args = ["dc", "rotate-key", "local", "--data", str(data_dir or server.data_dir)]
+    args += ["--server", server.url, *(["--json"] if as_json else [])]
+    return samizdat(tmp_path / "operator", *args)
+
+
+#: Enough chats that re-wrapping them takes dozens of batches (500 each), long enough for
+#: sends to be seen landing between them: with a few dozen it is over within one request.
+MANY_CHATS = 20_000
+#: Far above the snowflake ids the server makes (milliseconds since 2026 << 12) for years.
+FIRST_EXTRA_CHAT = 1 << 50
+
+
+async def add_chats(server: ServerProcess, count: int) -> None:
+    """``count`` empty group chats under the DC's current key, written behind the server's
+    back (its key rebuilt from the in-process custodians' keys), as a DC with a long history
+    would hold them."""
+    ring = await server_keyring(server, custodian_keys(server.data_dir))
+    columns = "id, kind, title, creator_id, created_at, member_count, wrapped_key, key_id"
+    for first in range(FIRST_EXTRA_CHAT, FIRST_EXTRA_CHAT + count, 500):
+        ids = range(first, min(first + 500, FIRST_EXTRA_CHAT + count))
+        rows = ", ".join(
+            f"(${2 * n + 1}, 'group', 'old', 0, 0.0, 0, ${2 * n + 2}, '{ring.key_id}')"
+            for n in range(len(ids))
+        )
+        wrapped = [value for chat in ids for value in (chat, ring.new_chat_key(chat))]
+        await sql(server, f"INSERT INTO chats ({columns}) VALUES {rows}", *wrapped)
+
+
+async def rotation_state(server: ServerProcess) -> str:
+    return str((await asyncio.to_thread(dc_status, server.url))["rotation"]["state"])
 
 
 async def test_rotation_rewraps_every_chat_key_while_messages_keep_flowing(
@@ -25,31 +62,22 @@ async def test_rotation_rewraps_every_chat_key_while_messages_keep_flowing(
             for n in range(25)
         ]
         before = {g: (await alice.send_message(g, f"before rotation {g}")).text for g in groups}
-        rotation = asyncio.create_task(
-            asyncio.to_thread(
-                samizdat,
-                tmp_path / "operator",
-                "dc",
-                "rotate-key",
-                "local",
-                "--data",
-                str(server.data_dir),
-                "--server",
-                server.url,
-                "--json",
-            )
-        )
+        await add_chats(server, MANY_CHATS)
+        rotation = asyncio.create_task(asyncio.to_thread(rotate_key, server, tmp_path))
         during = []
+        sent_while_rewrapping = []
         while not rotation.done():  # the DC keeps serving throughout
             group = groups[len(during) % len(groups)]
+            state_before = await rotation_state(server)
             during.append((group, (await bob.send_message(group, f"during {len(during)}")).text))
-            await asyncio.sleep(0.05)
+            if state_before == "re-wrapping" == await rotation_state(server):
+                sent_while_rewrapping.append(during[-1])
         result = await rotation
         assert result.code == 0, result.err
         record = result.record
         assert (record["state"], record["new_key"], record["retired"]) == ("done", "k2", ["k1"])
-        assert record["rewrapped"] >= len(groups)
-        assert len(during) > 10
+        assert record["rewrapped"] >= len(groups) + MANY_CHATS
+        assert sent_while_rewrapping, f"no send landed while re-wrapping ({len(during)} sent)"
 
         rows = await sql(server, "SELECT DISTINCT key_id FROM chats")
         assert {r["key_id"] for r in rows} == {"k2"}
@@ -76,16 +104,7 @@ async def test_rotation_needs_the_operators_admin_token(
         reply = await http.post("/admin/rotate-key", headers={"authorization": "Bearer forged"})
     assert reply.status_code == 401
     assert reply.json()["error"]["code"] == "UNAUTHORIZED"
-    result = samizdat(
-        tmp_path / "operator",
-        "dc",
-        "rotate-key",
-        "local",
-        "--data",
-        str(tmp_path / "not-the-data-dir"),
-        "--server",
-        server.url,
-    )
+    result = rotate_key(server, tmp_path, data_dir=tmp_path / "not-the-data-dir", as_json=False)
     assert result.code == 1
     assert "admin token" in result.err
     assert set(await dc_key_envelopes(server)) == {"k1"}
@@ -107,17 +126,7 @@ async def test_a_pre_custody_key_file_is_sealed_to_the_custodians_erased_and_rot
     assert set(await dc_key_envelopes(server)) == {"file:1"}
     assert "destroy every other copy" in server.log_path.read_text()
 
-    result = samizdat(
-        tmp_path / "operator",
-        "dc",
-        "rotate-key",
-        "local",
-        "--data",
-        str(server.data_dir),
-        "--server",
-        server.url,
-        "--json",
-    )
+    result = rotate_key(server, tmp_path)
     assert result.code == 0, result.err
     assert (result.record["new_key"], result.record["retired"]) == ("k1", ["file:1"])
     assert set(await dc_key_envelopes(server)) == {"k1"}
@@ -131,10 +140,8 @@ async def test_a_key_file_is_never_imported_into_an_empty_database(
     key_file = fresh_server.data_dir / "dc.key"
     key_file.write_bytes(bytes(range(32)))
     server = await asyncio.to_thread(fresh_server.start, wait_unsealed=False)
-    async with httpx.AsyncClient(base_url=server.url) as http:
-        status = (await http.get("/status")).json()["dcs"][0]
-    assert status["state"] != "unsealed"
-    assert "empty" in status["last_error"]
+    assert dc_states(server.url)["local"] != "unsealed"
+    assert "empty" in dc_status(server.url)["last_error"]
     assert key_file.read_bytes() == bytes(range(32))
 
 
@@ -158,9 +165,8 @@ async def test_a_corrupted_dc_key_envelope_keeps_the_dc_sealed_and_loses_nothing
     await asyncio.to_thread(server.start, wait_unsealed=False)
     async with httpx.AsyncClient(base_url=server.url) as http:
         assert (await http.get("/health")).status_code == 503
-        status = (await http.get("/status")).json()["dcs"][0]
-    assert status["state"] == "sealed"
-    assert status["last_error"]
+    assert dc_states(server.url) == {"local": "sealed"}
+    assert dc_status(server.url)["last_error"]
 
     server.stop()
     await sql(server, "UPDATE dc_keys SET envelope = $1", original)

@@ -4,6 +4,8 @@ import hashlib
 import logging
 import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -36,12 +38,23 @@ def _lines(path: Path) -> list[bytes]:
     return path.read_bytes().splitlines(keepends=True)
 
 
-def _edit(path: Path, index: int, field: str, value: object) -> None:
+@contextmanager
+def _rewriting(path: Path) -> Iterator[list[bytes]]:
+    """The log's lines (each with its newline), written back as the block leaves them."""
     lines = _lines(path)
-    obj = orjson.loads(lines[index])
-    obj[field] = value
-    lines[index] = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) + b"\n"
+    yield lines
     path.write_bytes(b"".join(lines))
+
+
+def _canonical(obj: dict[str, object]) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) + b"\n"
+
+
+def _edit(path: Path, index: int, field: str, value: object) -> None:
+    with _rewriting(path) as lines:
+        obj = orjson.loads(lines[index])
+        obj[field] = value
+        lines[index] = _canonical(obj)
 
 
 def test_appended_entries_chain_from_genesis_and_continue_after_reopen(tmp_path: Path) -> None:
@@ -116,13 +129,12 @@ def test_editing_any_field_of_any_line_is_reported_at_that_line(
 def test_an_edit_with_a_recomputed_digest_still_breaks_the_next_line(tmp_path: Path) -> None:
     path = tmp_path / "audit.log"
     _fill(path, 3)
-    obj = orjson.loads(_lines(path)[0])
-    obj["outcome"] = "granted"
-    del obj["digest"]
-    obj["digest"] = hashlib.sha256(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    lines = _lines(path)
-    lines[0] = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) + b"\n"
-    path.write_bytes(b"".join(lines))
+    with _rewriting(path) as lines:
+        obj = orjson.loads(lines[0])
+        obj["outcome"] = "granted"
+        del obj["digest"]
+        obj["digest"] = hashlib.sha256(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        lines[0] = _canonical(obj)
     with pytest.raises(AuditError, match=r"line 2: prev"):
         verify_log(path)
 
@@ -130,11 +142,9 @@ def test_an_edit_with_a_recomputed_digest_still_breaks_the_next_line(tmp_path: P
 def test_reformatting_a_line_without_changing_values_is_an_edit(tmp_path: Path) -> None:
     path = tmp_path / "audit.log"
     _fill(path, 2)
-    lines = _lines(path)
-    lines[1] = (
-        orjson.dumps(orjson.loads(lines[1]), option=orjson.OPT_INDENT_2).replace(b"\n", b"") + b"\n"
-    )
-    path.write_bytes(b"".join(lines))
+    with _rewriting(path) as lines:
+        indented = orjson.dumps(orjson.loads(lines[1]), option=orjson.OPT_INDENT_2)
+        lines[1] = indented.replace(b"\n", b"") + b"\n"
     with pytest.raises(AuditError, match=r"line 2: not in canonical form"):
         verify_log(path)
 
@@ -142,9 +152,8 @@ def test_reformatting_a_line_without_changing_values_is_an_edit(tmp_path: Path) 
 def test_deleting_a_middle_line_is_detected(tmp_path: Path) -> None:
     path = tmp_path / "audit.log"
     _fill(path, 4)
-    lines = _lines(path)
-    del lines[1]
-    path.write_bytes(b"".join(lines))
+    with _rewriting(path) as lines:
+        del lines[1]
     with pytest.raises(AuditError, match=r"line 2: seq gap"):
         AuditLog(path)
 
@@ -152,9 +161,8 @@ def test_deleting_a_middle_line_is_detected(tmp_path: Path) -> None:
 def test_reordering_lines_is_detected(tmp_path: Path) -> None:
     path = tmp_path / "audit.log"
     _fill(path, 4)
-    lines = _lines(path)
-    lines[1], lines[2] = lines[2], lines[1]
-    path.write_bytes(b"".join(lines))
+    with _rewriting(path) as lines:
+        lines[1], lines[2] = lines[2], lines[1]
     with pytest.raises(AuditError, match=r"line 2:"):
         verify_log(path)
 
@@ -173,9 +181,8 @@ def test_garbage_in_the_middle_is_an_error_not_a_repair(
 ) -> None:
     path = tmp_path / "audit.log"
     _fill(path, 4)
-    lines = _lines(path)
-    lines.insert(2, garbage)
-    path.write_bytes(b"".join(lines))
+    with _rewriting(path) as lines:
+        lines.insert(2, garbage)
     before = path.read_bytes()
     with pytest.raises(AuditError, match=rf"line 3: {why}"):
         AuditLog(path)
@@ -295,7 +302,8 @@ def test_a_log_cut_short_on_disk_is_noticed_by_entries_and_append(tmp_path: Path
     path = tmp_path / "audit.log"
     _fill(path, 3)
     log = AuditLog(path)
-    path.write_bytes(b"".join(_lines(path)[:2]))
+    with _rewriting(path) as lines:
+        del lines[2:]
     with pytest.raises(AuditError, match="shrank on disk"):
         log.entries()
     with pytest.raises(AuditError, match="shrank on disk"):

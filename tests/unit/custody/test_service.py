@@ -289,6 +289,62 @@ def test_a_disclosure_with_a_malformed_envelope_is_refused_and_logged(
     assert last_entry(custodian).requester == court.name
 
 
+def test_an_identity_record_presented_for_unseal_is_refused_and_logged(
+    custodian: Custodian, node: NodeKey
+) -> None:
+    # An enrolled node, a fresh signed request, this DC: only the envelope is not a DC key.
+    envelope = identity_envelope(DC, 1, "phone", PHONE.encode(), publics(custodian), threshold=1)
+    signed = signed_unseal(node, envelope, custodian=CUSTODIAN, dc=DC)
+    code = refused_and_logged(custodian, lambda: custodian.unseal(signed, now=NOW))
+    assert code is RefusalCode.WRONG_PURPOSE
+    entry = last_entry(custodian)
+    assert (entry.kind, entry.subject) == ("unseal", "dc:local/user:1/phone")
+
+
+def test_a_dc_key_presented_for_disclosure_is_refused_and_logged(custodian: Custodian) -> None:
+    # A valid order of a court this custodian recognises: only the envelope is not a record.
+    court = CourtKey("High Court of XB", "XB")
+    custodian.add_court(court.name, court.public_key)
+    envelope = dc_key_envelope(DC, publics(custodian), threshold=1)
+    request = disclose_request(envelope, court.order(subject="dc:local"), custodian=CUSTODIAN)
+    code = refused_and_logged(custodian, lambda: custodian.disclose(request, now=NOW))
+    assert code is RefusalCode.WRONG_PURPOSE
+    entry = last_entry(custodian)
+    assert (entry.kind, entry.subject, entry.requester) == ("disclose", "dc:local", court.name)
+
+
+def test_an_order_of_another_jurisdictions_court_is_refused_and_logged(
+    custodian: Custodian,
+) -> None:
+    # Even a foreign court whose key the custodian holds: its orders bind other custodians.
+    foreign = CourtKey("High Court of XC", "XC")
+    custodian.add_court(foreign.name, foreign.public_key)
+    envelope = identity_envelope(DC, 1, "phone", PHONE.encode(), publics(custodian), threshold=1)
+    request = disclose_request(envelope, foreign.order(), custodian=CUSTODIAN)
+    code = refused_and_logged(custodian, lambda: custodian.disclose(request, now=NOW))
+    assert code is RefusalCode.WRONG_JURISDICTION
+    assert (last_entry(custodian).kind, last_entry(custodian).requester) == (
+        "disclose",
+        foreign.name,
+    )
+
+
+def test_an_order_of_a_court_the_custodian_does_not_know_is_refused_and_logged(
+    custodian: Custodian,
+) -> None:
+    known = CourtKey("High Court of XB", "XB")
+    custodian.add_court(known.name, known.public_key)
+    stranger = CourtKey("District Court of XB", "XB")
+    envelope = identity_envelope(DC, 1, "phone", PHONE.encode(), publics(custodian), threshold=1)
+    request = disclose_request(envelope, stranger.order(), custodian=CUSTODIAN)
+    code = refused_and_logged(custodian, lambda: custodian.disclose(request, now=NOW))
+    assert code is RefusalCode.UNKNOWN_COURT
+    assert (last_entry(custodian).kind, last_entry(custodian).requester) == (
+        "disclose",
+        stranger.name,
+    )
+
+
 def test_a_replay_is_still_refused_after_the_custodian_reopens(
     custodian: Custodian, node: NodeKey
 ) -> None:
@@ -333,7 +389,8 @@ async def test_two_countries_orders_open_a_phone_record_that_no_audit_log_holds(
     for cid, c in custodians.items():
         entry = last_entry(c)
         if cid == "custodian-is":
-            assert entry.outcome != "granted"
+            assert (entry.kind, entry.outcome) == ("disclose", "refused")
+            assert entry.reason.startswith(f"{RefusalCode.NO_ORDER}: ")
         else:
             assert (entry.subject, entry.outcome) == ("dc:xa/user:1/phone", "granted")
         log = (c.directory / "audit.log").read_bytes()
