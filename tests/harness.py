@@ -334,9 +334,13 @@ async def signed_in(
     ``digit`` five times), signed in on a connected client."""
     phone, code = new_test_phone(digit)
     client = Client(url, device_name=device_name)
-    await client.connect()
-    await client.send_code(phone)
-    await client.sign_in(phone, code, display_name=name)
+    try:
+        await client.connect()
+        await client.send_code(phone)
+        await client.sign_in(phone, code, display_name=name)
+    except BaseException:
+        await client.close()  # refused (a sealed DC, say): no socket left open
+        raise
     client.test_phone = phone  # type: ignore[attr-defined]
     return client
 

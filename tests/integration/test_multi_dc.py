@@ -9,22 +9,28 @@ everyone else is homed in the default ``dc-a``.
 from __future__ import annotations
 
 import asyncio
-import re
+import contextlib
 import shutil
-import sqlite3
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
 from samizdat.client import Client
 from samizdat.protocol.errors import ErrorCode, SamizdatError
-from samizdat.protocol.models import ChatUpdatedUpdate, Message, NewMessageUpdate
+from samizdat.protocol.models import ChatUpdatedUpdate, Message, NewMessageUpdate, Wire
 from tests.conftest import BACKENDS, _require_backend
-from tests.harness import ServerProcess, create_pg_database, drop_pg_database, new_test_phone
+from tests.harness import (
+    ServerProcess,
+    create_pg_database,
+    dc_states,
+    drop_pg_database,
+    signed_in,
+    sql,
+    wait_until,
+)
 from tests.inbox import Inbox, private_chat, uid
 from tests.raw_socket import token_of
 from tests.secret_devices import another_device_of, open_device
@@ -66,23 +72,9 @@ class MultiDc:
     async def rows(self, dc: str, statement: str, *args: Any) -> list[Any]:
         """SQL on one DC's own database, behind the server's back."""
         if self.backend == "postgres":
-            conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:5432/{self.pg[dc]}")
-            try:
-                return list(await conn.fetch(statement, *args))
-            finally:
-                await conn.close()
+            return await sql(self.server, statement, *args, pg_database=self.pg[dc])
         path = self.server.data_dir / f"dc-{dc}.sqlite3"
-
-        def work() -> list[Any]:
-            db = sqlite3.connect(path, timeout=10)
-            try:
-                rows = db.execute(re.sub(r"\$\d+", "?", statement), args).fetchall()
-                db.commit()
-                return rows
-            finally:
-                db.close()
-
-        return await asyncio.to_thread(work)
+        return await sql(self.server, statement, *args, sqlite_path=path)
 
     def cleanup(self) -> None:
         self.server.cleanup()
@@ -100,17 +92,19 @@ def dcs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MultiDc]:
 
 
 async def homed_in(url: str, dc: str, name: str) -> Client:
-    phone, code = new_test_phone(DCS[dc][1])
-    client = Client(url, device_name="test")
+    return await signed_in(url, name, digit=DCS[dc][1])
+
+
+@contextlib.asynccontextmanager
+async def back_online(url: str, session: Any) -> AsyncIterator[tuple[Client, list[Wire]]]:
+    """A device that was away, reconnected: the client and what its catch-up delivered."""
+    client = Client(url, session=session)
+    inbox = Inbox(client)
+    await client.connect()  # catches up before it returns
     try:
-        await client.connect()
-        await client.send_code(phone)
-        await client.sign_in(phone, code, display_name=name)
-    except BaseException:
+        yield client, inbox.taken_now()
+    finally:
         await client.close()
-        raise
-    client.test_phone = phone  # type: ignore[attr-defined]
-    return client
 
 
 #: Where an account's own records are: each must be in its home DC's database only.
@@ -132,11 +126,11 @@ async def user_dcs(dcs: MultiDc, user_id: int, table: str = "users") -> list[str
 
 async def wait_for_ip_records(dcs: MultiDc, user_id: int) -> None:
     """The IP log is written once a second: wait until the account's first row is there."""
-    for _ in range(300):
-        if await user_dcs(dcs, user_id, "ip_log"):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("no IP record written within 30 s")
+
+    async def written() -> bool:
+        return bool(await user_dcs(dcs, user_id, "ip_log"))
+
+    await wait_until(written, what="the account's first IP record")
 
 
 async def test_users_are_homed_by_number_and_a_group_lives_in_its_creators_dc(
@@ -208,19 +202,15 @@ async def test_private_chats_across_dcs_work_both_ways_and_sync_after_a_crash(
         await alice.close()
     dcs.server.kill9()
     dcs.server.start()
-    resumed = Client(url, session=saved)
-    inbox = Inbox(resumed)
-    await resumed.connect()  # catches up from dc-c's log, messages from the chat's DC
-    try:
-        got = [u for u in inbox.taken_now() if isinstance(u, NewMessageUpdate)]
+    # The catch-up reads dc-c's log and the messages from the chat's DC.
+    async with back_online(url, saved) as (resumed, taken):
+        got = [u for u in taken if isinstance(u, NewMessageUpdate)]
         assert [(u.message.id, u.message.text) for u in got] == [
             (first.id, "hello from dc-a"),
             (reply.id, "second, edited"),
         ]
         back = await resumed.send_message(chat_id, "hello from dc-c")
         assert back.text == "hello from dc-c"
-    finally:
-        await resumed.close()
 
 
 async def test_a_sealed_dc_refuses_its_users_while_the_others_serve_then_unseals_itself(
@@ -245,9 +235,8 @@ async def test_a_sealed_dc_refuses_its_users_while_the_others_serve_then_unseals
     shutil.move(custodians / "cust-xa", dcs.server.data_dir / "cust-xa.away")
     dcs.server.start()
     async with httpx.AsyncClient(base_url=url) as http:
-        status = {d["id"]: d["state"] for d in (await http.get("/status")).json()["dcs"]}
         health = await http.get("/health")
-    assert status == {"dc-a": "unsealed", "dc-b": "sealed", "dc-c": "sealed"}
+    assert dc_states(url) == {"dc-a": "unsealed", "dc-b": "sealed", "dc-c": "sealed"}
     assert health.status_code == 200
     assert set(health.json()["sealed"]) == {"dc-b", "dc-c"}
 
@@ -259,44 +248,25 @@ async def test_a_sealed_dc_refuses_its_users_while_the_others_serve_then_unseals
             "/api/updates.state", json={}, headers={"authorization": f"Bearer {bob_token}"}
         )
     assert reply.json()["error"]["code"] == ErrorCode.UNAVAILABLE.value
-    alice = Client(url, session=alice_saved)
-    alice_inbox = Inbox(alice)
-    await alice.connect()  # her own DC serves; the catch-up holds what is in dc-b
-    try:
-        assert alice_inbox.taken_now() == []
+    # Her own DC serves; her catch-up holds back what is in dc-b.
+    async with back_online(url, alice_saved) as (alice, taken):
+        assert taken == []
         sent = await alice.send_message(chat_id, "while dc-b is sealed")  # dc-a serves
         newcomer = await homed_in(url, "dc-a", "Erin")
         await newcomer.close()
-    finally:
-        await alice.close()
 
     shutil.move(dcs.server.data_dir / "cust-xa.away", custodians / "cust-xa")
-    async with httpx.AsyncClient(base_url=url) as http:
-        for _ in range(300):
-            states = {d["id"]: d["state"] for d in (await http.get("/status")).json()["dcs"]}
-            if set(states.values()) == {"unsealed"}:
-                break
-            await asyncio.sleep(0.1)
-    assert set(states.values()) == {"unsealed"}
-    bob = Client(url, session=bob_saved)
-    inbox = Inbox(bob)
-    await bob.connect()
-    try:
-        got = [u for u in inbox.taken_now() if isinstance(u, NewMessageUpdate)]
+    await wait_until(
+        lambda: set(dc_states(url).values()) == {"unsealed"}, what="dc-b and dc-c unsealed"
+    )
+    async with back_online(url, bob_saved) as (_, taken):
+        got = [u for u in taken if isinstance(u, NewMessageUpdate)]
         assert [u.message.id for u in got] == [sent.id]
-    finally:
-        await bob.close()
-    alice = Client(url, session=alice_saved)
-    alice_inbox = Inbox(alice)
-    await alice.connect()
-    try:
-        # In order: the group, its message, then her own send from the sealed time (held
-        # back with everything after the first update she could not be given).
-        taken = alice_inbox.taken_now()
+    # In order: the group, its message, then her own send from the sealed time (held back
+    # with everything after the first update she could not be given).
+    async with back_online(url, alice_saved) as (_, taken):
         assert [type(u) for u in taken] == [ChatUpdatedUpdate, NewMessageUpdate, NewMessageUpdate]
         assert [u.message.id for u in taken[1:]] == [from_b.id, sent.id]  # type: ignore[attr-defined]
-    finally:
-        await alice.close()
 
 
 async def test_an_account_stays_in_its_dc_when_the_homing_rules_change(dcs: MultiDc) -> None:
@@ -341,24 +311,19 @@ async def test_updates_left_queued_by_a_crash_are_moved_once_after_the_restart(
             f"VALUES ('{target}', {alice_id}, 'chat_updated', {group.id}, '[]', FALSE)",
         )
     dcs.server.start()
-    for _ in range(300):
-        after = await dcs.rows("dc-a", log, alice_id, group.id)
-        if len(after) > len(before):
-            break
-        await asyncio.sleep(0.1)
+
+    async def moved() -> bool:
+        return len(await dcs.rows("dc-a", log, alice_id, group.id)) > len(before)
+
+    await wait_until(moved, what="the queued update moved after the restart")
     await asyncio.sleep(RELAY_ROUNDS)  # a second move would have happened by now
     after = await dcs.rows("dc-a", log, alice_id, group.id)
     assert len(after) == len(before) + 1  # moved, once
     left = await dcs.rows("dc-b", "SELECT target_dc FROM outbox")
     assert [tuple(r) for r in left] == [("dc-gone",)]  # only what nobody can take
-    resumed = Client(url, session=alice_saved)
-    inbox = Inbox(resumed)
-    await resumed.connect()
-    try:
-        got = [u for u in inbox.taken_now() if isinstance(u, ChatUpdatedUpdate)]
+    async with back_online(url, alice_saved) as (_, taken):
+        got = [u for u in taken if isinstance(u, ChatUpdatedUpdate)]
         assert [u.chat.id for u in got] == [group.id]  # she had seen the first, online
-    finally:
-        await resumed.close()
 
 
 async def test_a_username_is_unique_across_dcs(dcs: MultiDc) -> None:
