@@ -86,6 +86,11 @@ class RequestLimit:
             self.summarised_at = time.monotonic()
 
 
+def _audit_unavailable(exc: Exception) -> Response:
+    log.error("custodian cannot use its audit log", extra={"error": str(exc)})
+    return _json(503, {"code": "UNAVAILABLE", "message": "audit log unavailable"})
+
+
 def custodian_app(
     custodian: Custodian, *, requests_per_second: float = 5.0, burst: float = 50.0
 ) -> Starlette:
@@ -108,16 +113,17 @@ def custodian_app(
                     granted = answer(parsed)  # the custodian logs its own refusals
                 except Refusal as refusal:
                     return _refused(refusal)
-            except (AuditError, OSError) as exc:
-                # No answer without its audit entry: say so, and answer nothing.
-                log.error("custodian cannot write its audit log", extra={"error": str(exc)})
-                return _json(503, {"code": "UNAVAILABLE", "message": "audit log unavailable"})
+            except (AuditError, OSError) as exc:  # no answer without its audit entry
+                return _audit_unavailable(exc)
             return _json(200, granted.model_dump(mode="json"))
 
         return endpoint
 
     async def info(_: Request) -> Response:
-        return _json(200, custodian.info().model_dump(mode="json"))
+        try:
+            return _json(200, custodian.info().model_dump(mode="json"))
+        except (AuditError, OSError) as exc:  # its state cannot be read: as for every route
+            return _audit_unavailable(exc)
 
     unseal = handler("unseal", SignedUnseal, custodian.unseal)
     disclose = handler("disclose", DiscloseRequest, custodian.disclose)

@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from samizdat.crypto.custody_keys import CustodianPublic, NodeKey
-from samizdat.custody.audit import verify_log
+from samizdat.custody.audit import AuditError, verify_log
 from samizdat.custody.client import CustodianUnreachable, HttpCustodianClient
 from samizdat.custody.http import custodian_app
 from samizdat.custody.node import CustodianRef, unseal_dc_key
@@ -484,3 +484,21 @@ async def test_a_flood_from_one_address_is_turned_away_without_an_entry_per_requ
     assert set(statuses[3:]) == {429}
     assert info.status_code == 200
     assert len(custodian.audit) == before + 3  # the three it read; the rest are not written
+
+
+async def test_a_custodian_that_cannot_use_its_audit_log_answers_503_and_grants_nothing(
+    http: httpx.AsyncClient,
+    custodian: Custodian,
+    node: NodeKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*_: object, **__: object) -> None:
+        raise AuditError("disk gone")
+
+    body = orjson.dumps(good_unseal(custodian, node))
+    monkeypatch.setattr(custodian.audit, "append", broken)
+    monkeypatch.setattr(custodian, "refresh", broken)
+    answered = await http.post("/v1/unseal", content=body)
+    info = await http.get("/v1/info")
+    assert (answered.status_code, answered.json()["code"]) == (503, "UNAVAILABLE")
+    assert (info.status_code, info.json()["code"]) == (503, "UNAVAILABLE")
