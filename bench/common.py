@@ -210,6 +210,76 @@ def server_command(
     raise BenchError(f"unknown server kind {kind!r}; expected one of {SERVER_KINDS}")
 
 
+def spawn(
+    command: Sequence[str], log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a process in its own session from the repository root, stdout and stderr
+    appended to ``log_path``."""
+    with log_path.open("ab") as out:
+        return subprocess.Popen(
+            list(command),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO_ROOT,
+            env=env,
+            start_new_session=True,
+        )
+
+
+def terminate(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+async def wait_ok(
+    url: str,
+    proc: subprocess.Popen[bytes],
+    timeout: float,
+    *,
+    client: httpx.AsyncClient | None = None,
+    interval: float = 0.02,
+) -> float:
+    """Poll ``url`` every ``interval`` s until it answers 200; the monotonic time it did.
+
+    Raises BenchError when ``proc`` exits first or ``timeout`` passes."""
+    if client is None:
+        async with httpx.AsyncClient(trust_env=False, timeout=2.0) as own:
+            return await wait_ok(url, proc, timeout, client=own, interval=interval)
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise BenchError(f"{url}: the process exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if (await client.get(url)).status_code == 200:
+                return time.monotonic()
+        if time.monotonic() > deadline:
+            raise BenchError(f"{url}: no 200 within {timeout}s")
+        await asyncio.sleep(interval)
+
+
+def launch_server(
+    kind: str,
+    data_dir: Path,
+    *,
+    extra_args: Sequence[str] = (),
+    src: Path | None = None,
+    port: int | None = None,
+) -> ServerHandle:
+    """Start a server at ``data_dir`` (its log: ``data_dir/server.log``, appended to) on
+    ``port`` (a free one if None), from ``src`` for samizdat; do not wait for it."""
+    port = free_port() if port is None else port
+    command = server_command(kind, port, data_dir, extra_args, src)
+    proc = spawn(command, data_dir / "server.log", samizdat_env(src))
+    return ServerHandle(kind, port, proc, data_dir, command, src)
+
+
 async def start_server(
     kind: str, *, extra_args: Sequence[str] = (), startup_timeout: float = 60.0
 ) -> ServerHandle:
@@ -220,46 +290,22 @@ async def start_server(
     if src is not None:
         samizdat_origin(src)
     data_dir = Path(tempfile.mkdtemp(prefix=f"samizdat-bench-{kind}-"))
-    port = free_port()
-    command = server_command(kind, port, data_dir, extra_args, src)
-    log = (data_dir / "server.log").open("wb")
-    proc = subprocess.Popen(
-        command,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        cwd=REPO_ROOT,
-        env=samizdat_env(src),
-        start_new_session=True,
-    )
-    log.close()
-    handle = ServerHandle(kind, port, proc, data_dir, command, src)
-    deadline = time.monotonic() + startup_timeout
-    async with httpx.AsyncClient(trust_env=False, timeout=2.0) as client:
-        while True:
-            if proc.poll() is not None:
-                tail = handle.log_tail()
-                stop_server(handle)
-                raise BenchError(f"{kind} server exited with {proc.returncode}:\n{tail}")
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(f"{handle.base_url}/health")).status_code == 200:
-                    return handle
-            if time.monotonic() > deadline:
-                tail = handle.log_tail()
-                stop_server(handle)
-                raise BenchError(f"{kind} server not healthy after {startup_timeout}s:\n{tail}")
-            await asyncio.sleep(0.1)
+    handle = launch_server(kind, data_dir, extra_args=extra_args, src=src)
+    try:
+        await wait_ok(f"{handle.base_url}/health", handle.proc, startup_timeout)
+    except BenchError as exc:
+        tail = handle.log_tail()
+        stop_server(handle)
+        raise BenchError(f"{kind} server did not start: {exc}\n{tail}") from None
+    except BaseException:  # cancelled: leave no server behind
+        stop_server(handle)
+        raise
+    return handle
 
 
 def stop_server(handle: ServerHandle, *, keep_data: bool = False) -> None:
-    """SIGTERM, then SIGKILL after 10 s; remove the data directory."""
-    if handle.proc.poll() is None:
-        handle.proc.send_signal(signal.SIGTERM)
-        try:
-            handle.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            handle.proc.kill()
-            handle.proc.wait(timeout=10)
+    """SIGTERM, then SIGKILL after 10 s; remove the data directory unless ``keep_data``."""
+    terminate(handle.proc)
     if not keep_data:
         shutil.rmtree(handle.data_dir, ignore_errors=True)
 
@@ -491,15 +537,22 @@ class WorkerPool:
 
     A worker answers each op with a line ``{"type": "result", ...}`` (or ``"error"``); it may
     send ``{"type": "progress", ...}`` lines before that, handed to the caller's callback.
-    ``module`` picks another worker that speaks the same protocol (``bench.secret_worker``).
+    ``module`` picks another worker that speaks the same protocol (``bench.secret_worker``),
+    started as ``python -m module *args``.
     """
 
     def __init__(
-        self, size: int, *, op_timeout: float = 300.0, module: str = "bench.loadgen"
+        self,
+        size: int,
+        *,
+        op_timeout: float = 300.0,
+        module: str = "bench.loadgen",
+        args: Sequence[str] = (),
     ) -> None:
         self.size = size
         self.op_timeout = op_timeout
         self.module = module
+        self.args = list(args)
         self._procs: list[asyncio.subprocess.Process] = []
 
     async def __aenter__(self) -> WorkerPool:
@@ -508,6 +561,7 @@ class WorkerPool:
                 sys.executable,
                 "-m",
                 self.module,
+                *self.args,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 cwd=REPO_ROOT,

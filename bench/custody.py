@@ -19,12 +19,15 @@ Three parts, reported together:
   (its start-up with a local key file, the figure the wall times compare with).
 * **compare**: sustained 1:1 throughput (``bench.throughput``'s set-up and closed loop with
   its default load: 50 pairs, window 8, 2 s warm-up, ``--duration`` measured seconds; not its
-  open loop) and connects+authorize/s (``bench.idle`` with ``--devices`` devices, every one
-  new and so a new sealed IP record) for the pre-custody commit (``--base-commit``, checked
-  out in a temporary git worktree, or ``--base-src``) and the current tree, alternating base,
-  current, base, current (``--rounds`` for throughput, ``--idle-rounds`` for connects) so
-  drift hits both. The base's servers run from its own source (``samizdat_source``); the load
-  generator is the same. Reports each run, the means, current/base overall and per round,
+  open loop) and connects+authorize/s (``connect_run``: ``bench.idle``'s sign-in and connect
+  phases for ``--devices`` devices; they sign in from 127.0.0.1, which logs that address,
+  then connect and authorize from 127.0.0.2, so on the current tree every authorize seals a
+  new IP record, and the run fails unless the DC's ``ip_log`` grew by the devices connected)
+  for the pre-custody commit (``--base-commit``, checked out in a temporary git worktree, or
+  ``--base-src``) and the current tree, alternating base, current, base, current
+  (``--rounds`` for throughput, ``--idle-rounds`` for connects) so drift hits both. The
+  base's servers run from its own source (``samizdat_source``); the load generator is the
+  same. Reports each run, the means, current/base overall and per round,
   and the throughput loss against the issue's limit (at most 10%) with a 95% interval from
   the per-round ratios: on a shared 2-core machine one run varies by several percent, so a
   verdict whose interval spans the limit is marked not conclusive.
@@ -40,7 +43,7 @@ import asyncio
 import contextlib
 import math
 import shutil
-import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -54,18 +57,19 @@ from typing import Any
 import httpx
 import orjson
 import uvloop
+from websockets.asyncio.client import connect as websockets_connect
 
-from bench import idle, throughput
+from bench import loadgen, throughput, wsclient
 from bench.common import (
     HOST,
     REPO_ROOT,
     BenchError,
     JSONDict,
     Report,
-    ServerHandle,
     WorkerPool,
     bench_phone,
     free_port,
+    launch_server,
     log,
     machine_info,
     percentile,
@@ -74,8 +78,12 @@ from bench.common import (
     samizdat_env,
     samizdat_origin,
     samizdat_source,
-    server_command,
+    serve_ops,
+    spawn,
     stop_server,
+    terminate,
+    tree_rss_bytes,
+    wait_ok,
 )
 from bench.secret_crypto import timed, timed_pairs
 from samizdat.crypto import DcKey, Keyring
@@ -94,6 +102,11 @@ DC_ID = "eu"
 CUSTODIAN_JURISDICTIONS = ("XB", "XC", "XD")  # none in the DC's own (XA)
 THRESHOLD = 2
 CLI_TIMEOUT = 120.0
+# compare's connect phase: sign-ins come from 127.0.0.1, connects from another loopback address
+# (any 127/8 address reaches the server), so every authorize is a (device, address) pair the
+# server has not logged today and seals a new IP record
+CONNECT_FROM = "127.0.0.2"
+IP_LOG_WAIT_S = 15.0  # bound for the server's once-a-second flush to write queued IP records
 
 
 # --- micro costs --------------------------------------------------------------------------
@@ -201,47 +214,6 @@ async def run_cli(*args: str) -> JSONDict:
     return answer
 
 
-async def wait_ok(
-    client: httpx.AsyncClient, url: str, proc: subprocess.Popen[bytes], timeout: float
-) -> float:
-    """Poll ``url`` every 20 ms until it answers 200; the monotonic time it did."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise BenchError(f"{url}: the process exited with {proc.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if (await client.get(url)).status_code == 200:
-                return time.monotonic()
-        if time.monotonic() > deadline:
-            raise BenchError(f"{url}: no 200 within {timeout}s")
-        await asyncio.sleep(0.02)
-
-
-def spawn(
-    command: list[str], log_path: Path, env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    with log_path.open("ab") as out:
-        return subprocess.Popen(
-            command,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=REPO_ROOT,
-            env=env,
-            start_new_session=True,
-        )
-
-
-def terminate(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
 # --- time to unseal -----------------------------------------------------------------------
 def seconds_summary(values: list[float]) -> JSONDict:
     if not values:
@@ -260,16 +232,14 @@ async def start_and_stop(
     root: Path, extra_args: list[str], src: Path | None, timeout: float
 ) -> JSONDict:
     """Start ``samizdat serve`` on ``root/data``, time it to /health 200, read /status, stop."""
-    port = free_port()
-    command = server_command("samizdat", port, root, extra_args, src)
     began = time.monotonic()
-    handle = ServerHandle(
-        "samizdat", port, spawn(command, root / "server.log", samizdat_env(src)), root, command
-    )
+    handle = launch_server("samizdat", root, extra_args=extra_args, src=src)
     try:
         async with httpx.AsyncClient(trust_env=False, timeout=2.0) as client:
             try:
-                healthy = await wait_ok(client, f"{handle.base_url}/health", handle.proc, timeout)
+                healthy = await wait_ok(
+                    f"{handle.base_url}/health", handle.proc, timeout, client=client
+                )
             except BenchError as exc:
                 raise BenchError(f"{exc}\n{handle.log_tail()}") from None
             status = await client.get(f"{handle.base_url}/status")
@@ -342,7 +312,7 @@ async def http_custodians(root: Path, data_dir: Path) -> AsyncIterator[Path]:
     try:
         async with httpx.AsyncClient(trust_env=False, timeout=2.0) as client:
             for proc, port in zip(procs, ports, strict=True):
-                await wait_ok(client, f"http://{HOST}:{port}/v1/info", proc, 60.0)
+                await wait_ok(f"http://{HOST}:{port}/v1/info", proc, 60.0, client=client)
         quoted = ", ".join(f'"{cid}"' for cid in ids)
         lines = [
             "[[dcs]]",
@@ -576,6 +546,122 @@ def _figure(name: str, result: JSONDict) -> float:
     return float(result["connect_per_s"])
 
 
+class IpLogMismatch(BenchError):
+    """The connect phase did not log the IP records it exists to cost, so its figure would
+    measure the cheap path: the comparison stops rather than report it."""
+
+
+def connect_worker(source: str) -> None:
+    """``bench.loadgen``'s worker with every WebSocket connection bound to ``source``;
+    run as ``python -m bench.custody --connect-worker ADDRESS`` (its HTTP sign-ins still
+    come from 127.0.0.1)."""
+
+    class ConnectFrom(websockets_connect):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, local_addr=(source, 0), **kwargs)
+
+    # bench.wsclient's Device.connect looks ``connect`` up in its module on every call
+    setattr(wsclient, "connect", ConnectFrom)  # noqa: B010 (not in wsclient's __all__)
+    uvloop.run(serve_ops(loadgen.Worker()))
+
+
+def ip_log_rows(data_dir: Path) -> int | None:
+    """Rows in the ip_log tables of a samizdat server's SQLite files (one per DC) under
+    ``data_dir``; None when there is no such table (the base commit has no IP log)."""
+    total: int | None = None
+    for path in sorted((data_dir / "data").glob("*.sqlite3")):
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+            found = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ip_log'"
+            if db.execute(found).fetchone():
+                total = (total or 0) + int(db.execute("SELECT count(*) FROM ip_log").fetchone()[0])
+    return total
+
+
+async def ip_log_reaching(data_dir: Path, rows: int) -> int | None:
+    """ip_log's row count once it reaches ``rows`` (the server writes queued records once a
+    second), or after IP_LOG_WAIT_S whatever it is then; None without an IP log."""
+    deadline = time.monotonic() + IP_LOG_WAIT_S
+    while True:
+        count = ip_log_rows(data_dir)
+        if count is None or count >= rows or time.monotonic() > deadline:
+            return count
+        await asyncio.sleep(0.2)
+
+
+async def connect_run(args: argparse.Namespace) -> JSONDict:
+    """Connects+authorize/s where every authorize seals a new IP record.
+
+    ``bench.idle``'s sign-in and connect phases (no idle hold): ``args.devices`` devices, one
+    per user, sign in over HTTP from 127.0.0.1, which logs each one's address; once those
+    records are written, all connect and authorize over WebSocket from ``CONNECT_FROM``, in
+    ``args.workers`` load generators, so on the current tree each authorize seals one new IP
+    record to the custodians (queued, written by the once-a-second flush) instead of the
+    one-HMAC already-seen path. ``connect_per_s`` = devices connected / the wall time of that
+    phase. On a tree with an IP log, raises IpLogMismatch unless ip_log then grew by the
+    devices connected (the base commit logs nothing: ``ip_log_new_on_connect`` is None)."""
+    phones = [bench_phone(i) for i in range(args.devices)]
+    async with (
+        running_server("samizdat", extra_args=args.server_arg) as server,
+        WorkerPool(
+            args.workers,
+            op_timeout=args.timeout,
+            module="bench.custody",
+            args=["--connect-worker", CONNECT_FROM],
+        ) as pool,
+    ):
+        log(f"custody: signing in {args.devices} devices from {HOST}")
+        began = time.monotonic()
+        accounts = await pool.sign_in(server.base_url, phones)
+        sign_in_s = time.monotonic() - began
+        if len(accounts) != args.devices:
+            raise BenchError(f"signed in {len(accounts)} of {args.devices} devices")
+        await asyncio.sleep(args.settle)
+        logged_before = await ip_log_reaching(server.data_dir, args.devices)
+        rss_before = tree_rss_bytes(server.pid)
+        log(f"custody: connecting {args.devices} devices from {CONNECT_FROM}")
+        tokens = [a.token for a in accounts]
+        connect_op = {"op": "connect", "ws_url": server.ws_url, "timeout": 60}
+        began = time.monotonic()
+        connected = await pool.call_all(
+            [
+                {**connect_op, "tokens": tokens[w :: args.workers], "concurrency": args.concurrency}
+                for w in range(args.workers)
+            ],
+            timeout=args.timeout,
+        )
+        connect_s = time.monotonic() - began
+        held = sum(c["connected"] for c in connected)
+        await asyncio.sleep(args.settle)
+        rss_after = tree_rss_bytes(server.pid)
+        logged_after = None
+        if logged_before is not None:
+            logged_after = await ip_log_reaching(server.data_dir, logged_before + held)
+        await pool.call_all([{"op": "close"}] * args.workers, timeout=120)
+    new_records = (
+        logged_after - logged_before
+        if logged_before is not None and logged_after is not None
+        else None
+    )
+    result: JSONDict = {
+        "devices": args.devices,
+        "connected": held,
+        "failed": sum(c["failed"] for c in connected),
+        "first_errors": [e for c in connected for e in c["first_errors"]][:5],
+        "sign_in_per_s": round(args.devices / sign_in_s, 1),
+        "connect_per_s": round(held / connect_s, 1) if connect_s else 0.0,
+        "kib_per_connection": round((rss_after - rss_before) / held / 1024, 1) if held else 0.0,
+        "ip_log_after_sign_in": logged_before,
+        "ip_log_new_on_connect": new_records,
+    }
+    if new_records is not None and abs(new_records - held) > args.devices // 100:
+        raise IpLogMismatch(
+            f"{held} devices connected from {CONNECT_FROM} but ip_log grew by {new_records} "
+            f"(after sign-in: {logged_before}), so the connects did not each seal a new IP "
+            f"record: {result}"
+        )
+    return result
+
+
 async def compare(args: argparse.Namespace, base_src: Path) -> JSONDict:
     """Alternate base and current: ``--rounds`` sustained 1:1 runs, then ``--idle-rounds``
     connect runs; a run that fails is recorded and left out of the figures."""
@@ -583,14 +669,18 @@ async def compare(args: argparse.Namespace, base_src: Path) -> JSONDict:
     tp_args = module_args(
         throughput, ["--target", "samizdat", "--duration", str(args.duration), *passthrough]
     )
-    # idle's hold and settle pauses measure idle CPU and memory, not connects: keep them short
-    short = ["--hold", "1", "--settle", "1"]
-    idle_args = module_args(
-        idle, ["--target", "samizdat", "--devices", str(args.devices), *short, *passthrough]
+    # bench.idle's defaults, its settle pause cut to 1 s (it measures memory, not connects)
+    connect_args = argparse.Namespace(
+        devices=args.devices,
+        workers=2,
+        concurrency=64,
+        settle=1.0,
+        timeout=300.0,
+        server_arg=list(args.server_arg),
     )
     plans: list[tuple[str, int, Callable[[], Awaitable[JSONDict]]]] = [
         ("throughput", args.rounds, lambda: sustained_run(tp_args)),
-        ("idle", args.idle_rounds, lambda: idle.run_target("samizdat", idle_args)),
+        ("idle", args.idle_rounds, lambda: connect_run(connect_args)),
     ]
     runs: dict[str, dict[str, list[JSONDict]]] = {}
     for name, rounds, measure in plans:
@@ -602,6 +692,8 @@ async def compare(args: argparse.Namespace, base_src: Path) -> JSONDict:
                 try:
                     with samizdat_source(src):
                         result = await measure()
+                except IpLogMismatch:
+                    raise  # the connect figure would be wrong for every round
                 except Exception as exc:
                     log(f"custody: {name} / {side} failed: {exc}")
                     result = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
@@ -610,7 +702,12 @@ async def compare(args: argparse.Namespace, base_src: Path) -> JSONDict:
     return {
         "params": {
             "throughput": {**throughput.params_of(tp_args), "phase": "sustained only"},
-            "idle": idle.params_of(idle_args),
+            "idle": {
+                **{k: getattr(connect_args, k) for k in ("devices", "workers", "concurrency")},
+                "sign_in_from": HOST,
+                "connect_from": CONNECT_FROM,
+                "measured": "connects+authorize/s, each a new (device, address): one IP seal",
+            },
             "rounds": args.rounds,
             "idle_rounds": args.idle_rounds,
             "order": "base, current in every round; all throughput rounds, then idle",
@@ -715,7 +812,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_arguments(parser)
+    parser.add_argument("--connect-worker", metavar="ADDRESS", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.connect_worker:  # a load generator of connect_run, not a benchmark run
+        connect_worker(args.connect_worker)
+        return
     began = time.monotonic()
     report: JSONDict = {"machine": machine_info(), "benchmarks": {}}
     entry = uvloop.run(run(args)).to_json()

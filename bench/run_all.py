@@ -324,8 +324,8 @@ def custody_rows(p: JSONDict) -> list[tuple[str, str, list[str]]]:
             ),
             (
                 label,
-                f"connects+authorize/s ({p['devices']:,} new devices, {p['idle_rounds']} "
-                "rounds), before / now",
+                f"connects+authorize/s, each from a new address: one IP seal "
+                f"({p['devices']:,} devices, {p['idle_rounds']} rounds), before / now",
                 [f"{conn}.base.connect_per_s", f"{conn}.current.connect_per_s"],
             ),
             (label, "connects now / before", [f"{conn}.current_over_base"]),
