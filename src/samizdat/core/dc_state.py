@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from samizdat.protocol.session import transition
+
 
 class DcState(StrEnum):
     SEALED = "sealed"
@@ -34,15 +36,8 @@ TRANSITIONS: dict[tuple[DcState, DcEvent], DcState] = {
 }
 
 
-class IllegalTransition(RuntimeError):
-    pass
-
-
 def next_state(state: DcState, event: DcEvent) -> DcState:
-    try:
-        return TRANSITIONS[(state, event)]
-    except KeyError:
-        raise IllegalTransition(f"{event} is not allowed while {state}") from None
+    return transition(TRANSITIONS, state, event)
 
 
-__all__ = ["TRANSITIONS", "DcEvent", "DcState", "IllegalTransition", "next_state"]
+__all__ = ["TRANSITIONS", "DcEvent", "DcState", "next_state"]

@@ -12,9 +12,10 @@ frames into ``UpdateReceived`` events; it keeps no socket.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -48,6 +49,19 @@ class IllegalTransition(RuntimeError):
     pass
 
 
+_S = TypeVar("_S", bound=Enum)
+_E = TypeVar("_E", bound=Enum)
+
+
+def transition(table: Mapping[tuple[_S, _E], _S], state: _S, event: _E) -> _S:
+    """The state ``event`` leads to from ``state`` in a transition table; IllegalTransition
+    for a pair the table does not have (a bug: every legal move is listed)."""
+    try:
+        return table[(state, event)]
+    except KeyError:
+        raise IllegalTransition(f"{event.value} in state {state.value}") from None
+
+
 class ServerConnection:
     """Authentication state of one server-side connection."""
 
@@ -57,10 +71,7 @@ class ServerConnection:
         self.state = ConnState.AWAITING_AUTH
 
     def fire(self, event: ConnEvent) -> ConnState:
-        try:
-            self.state = _TRANSITIONS[(self.state, event)]
-        except KeyError:
-            raise IllegalTransition(f"{event.value} in state {self.state.value}") from None
+        self.state = transition(_TRANSITIONS, self.state, event)
         return self.state
 
     def check_allowed(self, needs_device: bool) -> None:
@@ -142,4 +153,5 @@ __all__ = [
     "ResponseReceived",
     "ServerConnection",
     "UpdateReceived",
+    "transition",
 ]
