@@ -1,6 +1,7 @@
 """What someone holding custodians' state can open: the tests' view of threshold custody.
 
-The embedded default keeps its in-process custodians under ``DATA/custodians/ID``; a test can
+The embedded default keeps its in-process custodians under ``DATA/custodians/ID`` (one in each
+of XA, XB and XC; each DC is kept by the two outside its own jurisdiction); a test can
 take any subset of them (as a state that compels or seizes those custodians would) and try to
 open envelopes offline, without asking anyone.
 """
@@ -15,7 +16,13 @@ from samizdat.crypto.custody_keys import CustodianKeys
 from samizdat.crypto.threshold import Envelope, EnvelopeError, open_envelope
 from tests.harness import ServerProcess, sql
 
-CUSTODIAN_IDS = ("custodian-xb", "custodian-xc", "custodian-xd")
+CUSTODIAN_IDS = ("custodian-xa", "custodian-xb", "custodian-xc")
+DC_IDS = ("xa", "xb", "xc")
+
+
+def custodians_of(dc: str) -> tuple[str, ...]:
+    """The embedded default's custodians of ``dc``: those outside its jurisdiction."""
+    return tuple(cid for cid in CUSTODIAN_IDS if not cid.endswith(f"-{dc}"))
 
 
 def custodian_key(directory: Path) -> CustodianKeys:
@@ -38,25 +45,30 @@ def open_with(sealed: bytes, keys: dict[str, CustodianKeys]) -> bytes:
     return open_envelope(envelope, shares)
 
 
-async def dc_key_envelopes(server: ServerProcess) -> dict[str, bytes]:
-    rows = await sql(server, "SELECT key_id, envelope FROM dc_keys WHERE retired_at IS NULL")
+async def dc_key_envelopes(server: ServerProcess, dc: str | None = None) -> dict[str, bytes]:
+    """A DC's live key envelopes by key id (the default DC's unless ``dc`` names another)."""
+    rows = await sql(server, "SELECT key_id, envelope FROM dc_keys WHERE retired_at IS NULL", dc=dc)
     return {row["key_id"]: bytes(row["envelope"]) for row in rows}
 
 
-async def server_keyring(server: ServerProcess, keys: dict[str, CustodianKeys]) -> Keyring:
-    """Rebuild the served DC's keyring offline from custodians' keys (raises if too few)."""
-    envelopes = await dc_key_envelopes(server)
+async def server_keyring(
+    server: ServerProcess, keys: dict[str, CustodianKeys], dc: str | None = None
+) -> Keyring:
+    """Rebuild a DC's keyring offline from custodians' keys (raises if too few)."""
+    envelopes = await dc_key_envelopes(server, dc)
     dc_keys = [DcKey.from_payload(open_with(e, keys), kid) for kid, e in envelopes.items()]
-    ring = Keyring("local")
+    ring = Keyring(dc or server.default_dc)
     ring.install(dc_keys, max(envelopes, key=lambda k: int(k[1:]) if k[1:].isdigit() else 0))
     return ring
 
 
 __all__ = [
     "CUSTODIAN_IDS",
+    "DC_IDS",
     "EnvelopeError",
     "custodian_key",
     "custodian_keys",
+    "custodians_of",
     "dc_key_envelopes",
     "open_with",
     "server_keyring",

@@ -157,6 +157,8 @@ class ServerProcess(ChildProcess):
     port: int = field(default_factory=free_port)
     pg_database: str | None = None
     proc: subprocess.Popen[bytes] | None = None
+    #: The DC new accounts are homed in (``+999662...`` go to ``xb``, ``+999663...`` to ``xc``).
+    default_dc: str = "xa"
 
     @property
     def name(self) -> str:
@@ -168,12 +170,16 @@ class ServerProcess(ChildProcess):
 
     @property
     def sqlite_path(self) -> Path:
-        """The served DC's SQLite file (the embedded default DC is ``local``)."""
-        return self.data_dir / "dc-local.sqlite3"
+        """The default DC's SQLite file."""
+        return self.dc_sqlite_path(self.default_dc)
+
+    def dc_sqlite_path(self, dc: str) -> Path:
+        """A DC's SQLite file: every DC's but the default DC's on PostgreSQL."""
+        return self.data_dir / f"dc-{dc}.sqlite3"
 
     def start(self, *, wait_unsealed: bool = True) -> ServerProcess:
-        """Start the process; wait until it serves (``/health``: unsealed) or, with
-        ``wait_unsealed=False``, only until it answers ``/status`` (it may stay sealed)."""
+        """Start the process; wait until it serves with every DC unsealed or, with
+        ``wait_unsealed=False``, only until it answers ``/status`` (DCs may stay sealed)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.extra_config
         if self.backend == "postgres":
@@ -200,7 +206,15 @@ class ServerProcess(ChildProcess):
         if self.dev:
             args.append("--dev")
         self.launch(args)
-        self.wait_http("/health" if wait_unsealed else "/status")
+        if not wait_unsealed:
+            self.wait_http("/status")
+            return self
+        self.wait_http("/health")
+        deadline = time.monotonic() + 30.0
+        while "sealed" in httpx.get(self.url + "/health", timeout=5).json():
+            if time.monotonic() > deadline:  # /health is 200 once *some* DC serves
+                raise RuntimeError(f"a DC is still sealed after 30 s:\n{self.log_tail()}")
+            time.sleep(0.05)
         return self
 
     def cleanup(self) -> None:
@@ -214,16 +228,20 @@ async def sql(
     server: ServerProcess,
     statement: str,
     *args: Any,
+    dc: str | None = None,
     sqlite_path: Path | None = None,
     pg_database: str | None = None,
 ) -> list[Any]:
     """Run SQL on a DC's database behind the server's back (``$1`` placeholders), as someone
     holding the disk could; rows come back as mappings.
 
-    The database is the server's default DC's unless ``sqlite_path`` or ``pg_database`` names
-    another (one of them, not both)."""
+    The database is DC ``dc``'s (on the embedded topology: the default DC on the server's
+    backend, the others in their SQLite files), by default the default DC's, unless
+    ``sqlite_path`` or ``pg_database`` names another (one of them, not both)."""
     if sqlite_path is not None and pg_database is not None:
         raise ValueError("name a SQLite file or a PostgreSQL database, not both")
+    if dc is not None and dc != server.default_dc:
+        sqlite_path = server.dc_sqlite_path(dc)
     if sqlite_path is None and pg_database is None:
         if server.backend == "postgres":
             pg_database = server.pg_database

@@ -17,9 +17,16 @@ import pytest
 
 from samizdat.client import Client
 from samizdat.custody.audit import verify_log
+from samizdat.custody.policy import dc_key_owner
 from tests.conftest import _require_backend
 from tests.custody_requests import dc_key_envelope, identity_envelope
-from tests.custody_state import CUSTODIAN_IDS, custodian_keys, dc_key_envelopes
+from tests.custody_state import (
+    CUSTODIAN_IDS,
+    DC_IDS,
+    custodian_keys,
+    custodians_of,
+    dc_key_envelopes,
+)
 from tests.harness import (
     TEST_LIMITS,
     ServerProcess,
@@ -32,7 +39,7 @@ from tests.harness import (
 from tests.raw_socket import user_id_of
 
 WRITTEN = "written before the tampering"
-#: The embedded default's DC and custodians, but custodian-xb configured in XE.
+#: The one-DC layout (DC local, custodians in XB, XC, XD), but custodian-xb configured in XE.
 XB_MOVED_TO_XE = """
 [[dcs]]
 id = "local"
@@ -86,19 +93,24 @@ async def bob_reads(server: ServerProcess, bob: Client, chat: int) -> set[str]:
 
 
 def unseal_requests_seen(server: ServerProcess) -> int:
-    """How many unseal requests the in-process custodians have answered or refused."""
+    """How many unseal requests the in-process custodians have answered or refused, except
+    those for the other DCs' keys (they unseal at every start): any for the default DC's."""
+    others = {dc_key_owner(dc) for dc in DC_IDS if dc != server.default_dc}
     return sum(
-        entry.kind == "unseal"
+        entry.kind == "unseal" and entry.subject not in others
         for cid in CUSTODIAN_IDS
         for entry in verify_log(server.data_dir / "custodians" / cid / "audit.log")
     )
 
 
 async def start_sealed(server: ServerProcess) -> dict[str, Any]:
-    """Start the server (it must stay sealed) and return its DC's ``/status``."""
+    """Start the server (its default DC must stay sealed, the others serve) and return that
+    DC's ``/status``."""
     await asyncio.to_thread(server.start, wait_unsealed=False)
-    assert dc_states(server.url) == {"local": "sealed"}
-    return dc_status(server.url)
+    states = dc_states(server.url)
+    assert states.pop(server.default_dc) == "sealed"
+    assert set(states.values()) == {"unsealed"}
+    return dc_status(server.url, server.default_dc)
 
 
 async def test_a_dc_key_row_holding_another_envelope_keeps_the_dc_sealed_and_loses_nothing(
@@ -107,10 +119,11 @@ async def test_a_dc_key_row_holding_another_envelope_keeps_the_dc_sealed_and_los
     server = await asyncio.to_thread(fresh_server.start)
     bob, alice_id, chat = await chat_with_a_message(server)
     [(key_id, original)] = (await dc_key_envelopes(server)).items()
-    custodians = {cid: keys.public for cid, keys in custodian_keys(server.data_dir).items()}
+    own = custodians_of(server.default_dc)
+    custodians = {cid: k.public for cid, k in custodian_keys(server.data_dir, own).items()}
     # Both sealed to this DC's own custodians, so only the keeper's check can tell.
     another_dcs_key = dc_key_envelope("elsewhere", custodians)
-    alice_phone = identity_envelope("local", alice_id, "phone", b"+999661", custodians)
+    alice_phone = identity_envelope(server.default_dc, alice_id, "phone", b"+999661", custodians)
     server.stop()
     asked_before = unseal_requests_seen(server)
 

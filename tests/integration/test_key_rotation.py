@@ -16,9 +16,10 @@ from tests.raw_socket import user_id_of
 def rotate_key(
     server: ServerProcess, tmp_path: Path, *, data_dir: Path | None = None, as_json: bool = True
 ) -> Result:
-    """``samizdat dc rotate-key local`` as the operator runs it: the admin token comes from
-    ``data_dir`` (the server's own by default); waits until the rotation ends."""
-    args = ["dc", "rotate-key", "local", "--data", str(data_dir or server.data_dir)]
+    """``samizdat dc rotate-key DC`` for the server's default DC, as the operator runs it: the
+    admin token comes from ``data_dir`` (the server's own by default); waits until the
+    rotation ends."""
+    args = ["dc", "rotate-key", server.default_dc, "--data", str(data_dir or server.data_dir)]
     args += ["--server", server.url, *(["--json"] if as_json else [])]
     return samizdat(tmp_path / "operator", *args)
 
@@ -140,7 +141,7 @@ async def test_a_key_file_is_never_imported_into_an_empty_database(
     key_file = fresh_server.data_dir / "dc.key"
     key_file.write_bytes(bytes(range(32)))
     server = await asyncio.to_thread(fresh_server.start, wait_unsealed=False)
-    assert dc_states(server.url)["local"] != "unsealed"
+    assert dc_states(server.url)["local"] != "unsealed"  # dc.key and no custodians: one DC
     assert "empty" in dc_status(server.url)["last_error"]
     assert key_file.read_bytes() == bytes(range(32))
 
@@ -164,9 +165,10 @@ async def test_a_corrupted_dc_key_envelope_keeps_the_dc_sealed_and_loses_nothing
     await sql(server, "UPDATE dc_keys SET envelope = $1", bytes(damaged))
     await asyncio.to_thread(server.start, wait_unsealed=False)
     async with httpx.AsyncClient(base_url=server.url) as http:
-        assert (await http.get("/health")).status_code == 503
-    assert dc_states(server.url) == {"local": "sealed"}
-    assert dc_status(server.url)["last_error"]
+        health = await http.get("/health")  # the other DCs keep serving
+    assert (health.status_code, health.json()["sealed"]) == (200, ["xa"])
+    assert dc_states(server.url) == {"xa": "sealed", "xb": "unsealed", "xc": "unsealed"}
+    assert dc_status(server.url, "xa")["last_error"]
 
     server.stop()
     await sql(server, "UPDATE dc_keys SET envelope = $1", original)

@@ -14,7 +14,7 @@ err = Console(stderr=True)
 def serve(
     data: Annotated[
         Path | None,
-        typer.Option(help="Directory for the DC's database, this node's key and the admin token"),
+        typer.Option(help="Directory for the DCs' databases, this node's keys and the admin token"),
     ] = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
@@ -47,10 +47,11 @@ def serve(
         raise typer.Exit(2) from None
     configure_logging(settings.log_level)
     url = f"http://{settings.host}:{settings.port}"
-    dc = settings.dc
+    dcs = ", ".join(f"{dc.id} ({dc.jurisdiction})" for dc in settings.dcs)
     err.print(
-        f"[bold]Samizdat[/bold] serving DC {dc.id} ({dc.jurisdiction}) on {url}  "
-        f"(data: {settings.data_dir.resolve()})"
+        f"[bold]Samizdat[/bold] serving DC{'s' if len(settings.dcs) > 1 else ''} {dcs} on "
+        f"{url}  (data: {settings.data_dir.resolve()}; new accounts in {settings.dc.id} unless "
+        "homing rules say otherwise)"
     )
     if uses_in_process_custodians(settings):
         err.print(

@@ -20,6 +20,7 @@ from samizdat.server.topology import (
     check_topology,
     embedded_custodians,
     embedded_dcs,
+    embedded_layout,
 )
 
 
@@ -83,6 +84,18 @@ class ServerSettings(Section):
     dcs: tuple[DcSettings, ...] = Field(default_factory=embedded_dcs, min_length=1)
     custodians: tuple[CustodianSettings, ...] = Field(default_factory=embedded_custodians)
     homing: HomingSettings = HomingSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _embedded_topology(cls, data: object) -> object:
+        """No DCs and no custodians configured: the embedded default for the data directory
+        (``topology.embedded_layout``); what is configured, homing say, still wins."""
+        if not isinstance(data, dict) or "dcs" in data or "custodians" in data:
+            return data
+        data_dir = data.get("data_dir", cls.model_fields["data_dir"].default)
+        if not isinstance(data_dir, str | Path):
+            return data  # the field's own validation reports it
+        return {**embedded_layout(Path(data_dir)), **data}
 
     @model_validator(mode="after")
     def _check_topology(self) -> Self:

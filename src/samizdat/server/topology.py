@@ -8,16 +8,22 @@ and no single state can compel disclosure" are checked here and refuse to start 
   all the shares it needs);
 - 1 <= k <= the number of custodians, and every id a DC or the homing rules name exists.
 
-With no ``[[dcs]]`` configured, the embedded default applies: one DC ``local`` in the
-user-assigned jurisdiction XA and three in-process custodians in XB, XC and XD, threshold 2,
-so losing any one custodian loses nothing.
+With no ``[[dcs]]`` and no ``[[custodians]]`` configured, the embedded default applies: three
+DCs ``xa``, ``xb`` and ``xc`` in the user-assigned jurisdictions XA, XB and XC, and three
+in-process custodians, one in each; every DC is kept by the two custodians of the other two
+jurisdictions, threshold 2. New accounts are homed in ``xa``, except dev test numbers
+``+999662...`` (``xb``) and ``+999663...`` (``xc``), so one machine shows every path between DCs.
+A data directory made before this default (one DC ``local`` kept by custodians in XB, XC and
+XD, 2 of 3) keeps that layout: see ``embedded_layout``.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Annotated, Self
 
+import orjson
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
 
@@ -105,21 +111,84 @@ class HomingSettings(_Section):
         return self.countries.get(phone.region or "", self.default_dc or fallback)
 
 
+EMBEDDED_PLACES = ("XA", "XB", "XC")
+
+
+def _custodian_in(place: str) -> str:
+    return f"custodian-{place.lower()}"
+
+
 def embedded_custodians() -> tuple[CustodianSettings, ...]:
-    return tuple(
-        CustodianSettings(id=f"custodian-{j.lower()}", jurisdiction=j) for j in ("XB", "XC", "XD")
-    )
+    """One in-process custodian in each embedded jurisdiction."""
+    return tuple(CustodianSettings(id=_custodian_in(p), jurisdiction=p) for p in EMBEDDED_PLACES)
 
 
 def embedded_dcs() -> tuple[DcSettings, ...]:
+    """One DC per embedded jurisdiction, kept by the custodians of the other two (2 of 2)."""
+    return tuple(
+        DcSettings(
+            id=place.lower(),
+            jurisdiction=place,
+            custodians=tuple(_custodian_in(p) for p in EMBEDDED_PLACES if p != place),
+            threshold=2,
+        )
+        for place in EMBEDDED_PLACES
+    )
+
+
+def embedded_homing() -> HomingSettings:
+    """Everyone in the first DC, but dev test numbers by their first digit after ``+99966``:
+    with ``--dev`` on one machine, ``+999662...`` and ``+999663...`` live in the other DCs."""
+    first, second, third = (p.lower() for p in EMBEDDED_PLACES)
+    return HomingSettings(default_dc=first, prefixes={"+999662": second, "+999663": third})
+
+
+#: The embedded default before there were three DCs: kept for data directories made then.
+ONE_DC_ID = "local"
+ONE_DC_CUSTODIANS = ("XB", "XC", "XD")
+
+
+def one_dc_custodians() -> tuple[CustodianSettings, ...]:
+    return tuple(CustodianSettings(id=_custodian_in(p), jurisdiction=p) for p in ONE_DC_CUSTODIANS)
+
+
+def one_dc_dcs() -> tuple[DcSettings, ...]:
     return (
         DcSettings(
-            id="local",
+            id=ONE_DC_ID,
             jurisdiction="XA",
-            custodians=tuple(c.id for c in embedded_custodians()),
+            custodians=tuple(_custodian_in(p) for p in ONE_DC_CUSTODIANS),
             threshold=2,
         ),
     )
+
+
+def made_with_one_dc(data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds an install of the one-DC embedded default or older: its
+    database file; its custodian in XD, which the three-DC default never has; or, before
+    custody, a ``dc.key`` and no custodians. Such an install keeps that layout, since its
+    data and keys were sealed for it."""
+    if any((data_dir / name).exists() for name in ("dc-local.sqlite3", "samizdat.sqlite3")):
+        return True
+    custodians = data_dir / "custodians"
+    if not custodians.exists():
+        return (data_dir / "dc.key").exists()
+    legacy_custodian = _custodian_in(ONE_DC_CUSTODIANS[-1])
+    if (custodians / legacy_custodian).exists():
+        return True
+    try:
+        known = orjson.loads((custodians / "public-keys.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return False
+    return isinstance(known, dict) and legacy_custodian in known
+
+
+def embedded_layout(data_dir: Path) -> dict[str, object]:
+    """The DCs, custodians and homing that ``samizdat serve`` with no topology configured
+    uses for ``data_dir``: the three-DC default, or the one-DC layout it was made with."""
+    if made_with_one_dc(data_dir):
+        return {"dcs": one_dc_dcs(), "custodians": one_dc_custodians()}
+    return {"dcs": embedded_dcs(), "custodians": embedded_custodians(), "homing": embedded_homing()}
 
 
 def check_topology(
@@ -162,4 +231,9 @@ __all__ = [
     "check_topology",
     "embedded_custodians",
     "embedded_dcs",
+    "embedded_homing",
+    "embedded_layout",
+    "made_with_one_dc",
+    "one_dc_custodians",
+    "one_dc_dcs",
 ]

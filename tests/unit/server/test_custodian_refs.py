@@ -1,9 +1,9 @@
 """A node reaches its in-process custodians only as they were when its DC was set up.
 
-The embedded default keeps three custodians under ``DATA/custodians/ID``, created on the
-very first start. After that, a custodian whose state no longer matches what the node knows
-(another jurisdiction than configured, another key than the one its shares were sealed to)
-is never taken for the original: the server refuses to start, or the custodian counts as
+In-process custodians live under ``DATA/custodians/ID``, created on the very first start.
+After that, a custodian whose state no longer matches what the node knows (another
+jurisdiction than configured, another key than the one its shares were sealed to) is never
+taken for the original: the server refuses to start, or the custodian counts as
 down, and nothing it could not open is sealed to it.
 """
 
@@ -21,7 +21,12 @@ from samizdat.custody.node import CustodianRef, unseal_dc_key
 from samizdat.custody.service import Custodian
 from samizdat.server.custodians import PUBLIC_KEYS_FILE, custodian_refs
 from samizdat.server.settings import ConfigError, ServerSettings
-from samizdat.server.topology import CustodianSettings, DcSettings
+from samizdat.server.topology import (
+    CustodianSettings,
+    DcSettings,
+    one_dc_custodians,
+    one_dc_dcs,
+)
 from tests.custody_requests import DC_KEY, dc_key_envelope, signed_unseal
 
 DC = "local"
@@ -30,8 +35,11 @@ XB = "custodian-xb"
 
 @pytest.fixture
 def settings(tmp_path: Path) -> ServerSettings:
-    """The embedded default on a fresh data directory."""
-    return ServerSettings(data_dir=tmp_path / "data")
+    """The one-DC layout (DC ``local`` kept by 2 of 3 custodians, the embedded default before
+    three DCs) on a fresh data directory: losing one custodian, its DC still opens."""
+    return ServerSettings(
+        data_dir=tmp_path / "data", dcs=one_dc_dcs(), custodians=one_dc_custodians()
+    )
 
 
 @pytest.fixture
@@ -130,3 +138,28 @@ async def test_a_custodian_restored_with_another_key_before_a_restart_counts_as_
     assert xb.public.encode() == original
     with pytest.raises(CustodianUnreachable):
         await xb.client.info()
+
+
+def test_the_embedded_default_runs_one_custodian_per_country_each_enrolling_two_dcs(
+    tmp_path: Path,
+) -> None:
+    """Three DCs, three in-process custodians: each custodian keeps the two DCs outside its
+    own country, with one state (one audit log) and each DC's node key enrolled for that DC."""
+    settings = ServerSettings(data_dir=tmp_path / "data")
+    settings.data_dir.mkdir(parents=True)
+    node_keys = {dc.id: NodeKey.load_or_create(settings.node_key_file(dc)) for dc in settings.dcs}
+    refs = custodian_refs(settings, node_keys)
+
+    assert {dc: [r.custodian_id for r in found] for dc, found in refs.items()} == {
+        "xa": ["custodian-xb", "custodian-xc"],
+        "xb": ["custodian-xa", "custodian-xc"],
+        "xc": ["custodian-xa", "custodian-xb"],
+    }
+    states = sorted(p.name for p in (settings.data_dir / "custodians").iterdir() if p.is_dir())
+    assert states == ["custodian-xa", "custodian-xb", "custodian-xc"]
+    xa = Custodian(state_of(settings, "custodian-xa"))
+    assert {key: node.dc for key, node in xa.nodes.items()} == {
+        node_keys["xb"].encoded(): "xb",
+        node_keys["xc"].encoded(): "xc",
+    }
+    assert xa.identity.jurisdiction == "XA"

@@ -49,7 +49,7 @@ def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_an_install_from_before_dc_ids_keeps_its_database_file(tmp_path: Path) -> None:
-    assert load_settings(None, data_dir=tmp_path).database_url.endswith("/dc-local.sqlite3")
+    assert load_settings(None, data_dir=tmp_path).database_url.endswith("/dc-xa.sqlite3")
     (tmp_path / "samizdat.sqlite3").write_bytes(b"")
     assert load_settings(None, data_dir=tmp_path).database_url.endswith("/samizdat.sqlite3")
     (tmp_path / "dc-local.sqlite3").write_bytes(b"")

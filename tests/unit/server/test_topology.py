@@ -79,18 +79,94 @@ def with_custodian(custodian_id: str, **changes: object) -> list[Table]:
 
 
 # what loads --------------------------------------------------------------------------------
-def test_the_embedded_default_is_one_local_dc_kept_by_two_of_three_foreign_custodians(
+def test_the_embedded_default_is_three_dcs_each_kept_by_the_two_other_custodians(
     tmp_path: Path,
 ) -> None:
-    settings = load(tmp_path, "")
-    (dc,) = settings.dcs
-    assert (dc.id, dc.jurisdiction, dc.threshold) == ("local", "XA", 2)
-    assert [(c.id, c.jurisdiction, c.url) for c in settings.custodians_of(dc)] == [
+    settings = load_settings(None, data_dir=tmp_path)
+    assert [(d.id, d.jurisdiction, d.threshold) for d in settings.dcs] == [
+        ("xa", "XA", 2),
+        ("xb", "XB", 2),
+        ("xc", "XC", 2),
+    ]
+    assert [(c.id, c.jurisdiction, c.url) for c in settings.custodians] == [
+        ("custodian-xa", "XA", None),
         ("custodian-xb", "XB", None),
         ("custodian-xc", "XC", None),
-        ("custodian-xd", "XD", None),
     ]
-    assert settings.dc == dc
+    for dc in settings.dcs:
+        keepers = [c.jurisdiction for c in settings.custodians_of(dc)]
+        assert sorted(keepers) == sorted({"XA", "XB", "XC"} - {dc.jurisdiction}), dc.id
+    assert settings.dc.id == "xa"
+    assert [settings.database_url_of(d).rsplit("/", 1)[-1] for d in settings.dcs] == [
+        "dc-xa.sqlite3",
+        "dc-xb.sqlite3",
+        "dc-xc.sqlite3",
+    ]
+
+
+def test_the_embedded_default_homes_dev_numbers_by_their_digit_and_the_rest_in_xa(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(None, data_dir=tmp_path)
+
+    def home(number: str) -> str:
+        return settings.homing.dc_for(parse_phone(number), settings.dc.id)
+
+    assert home("+999661000001") == "xa"
+    assert home("+999662000001") == "xb"
+    assert home("+999663000001") == "xc"
+    assert home("+41446681800") == "xa"
+
+
+def test_configured_homing_wins_over_the_embedded_default(tmp_path: Path) -> None:
+    settings = load(tmp_path, '[homing]\ndefault_dc = "xc"\n', data_dir=tmp_path)
+    assert settings.dc.id == "xc"
+    assert settings.homing.prefixes == {}
+
+
+@pytest.mark.parametrize(
+    "left_behind",
+    [
+        "dc-local.sqlite3",
+        "samizdat.sqlite3",
+        "custodians/custodian-xd/",
+        "dc.key",
+    ],
+)
+def test_a_data_directory_made_with_one_dc_keeps_that_layout(
+    tmp_path: Path, left_behind: str
+) -> None:
+    """Its data and keys were sealed for DC ``local`` and custodians in XB, XC and XD."""
+    target = tmp_path / left_behind
+    if left_behind.endswith("/"):
+        target.mkdir(parents=True)
+    else:
+        target.write_bytes(b"")
+    settings = load_settings(None, data_dir=tmp_path)
+    (dc,) = settings.dcs
+    assert (dc.id, dc.jurisdiction, dc.threshold) == ("local", "XA", 2)
+    assert [(c.id, c.jurisdiction) for c in settings.custodians_of(dc)] == [
+        ("custodian-xb", "XB"),
+        ("custodian-xc", "XC"),
+        ("custodian-xd", "XD"),
+    ]
+    assert settings.homing.prefixes == {}
+
+
+def test_a_one_dc_install_whose_custodian_directory_is_lost_is_still_recognised(
+    tmp_path: Path,
+) -> None:
+    custodians = tmp_path / "custodians"
+    custodians.mkdir()
+    (custodians / "public-keys.json").write_text('{"custodian-xd": "szc1:..."}')
+    assert [d.id for d in load_settings(None, data_dir=tmp_path).dcs] == ["local"]
+
+
+def test_a_three_dc_install_with_a_leftover_key_file_stays_three_dcs(tmp_path: Path) -> None:
+    """``dc.key`` alone means "before custody" only where no custodian was ever set up."""
+    (tmp_path / "custodians" / "custodian-xa").mkdir(parents=True)
+    (tmp_path / "dc.key").write_bytes(b"")
+    assert [d.id for d in load_settings(None, data_dir=tmp_path).dcs] == ["xa", "xb", "xc"]
 
 
 def test_three_dcs_each_kept_by_the_other_two_countries_load(tmp_path: Path) -> None:
@@ -254,8 +330,8 @@ def test_homing_a_country_to_a_dc_that_is_not_configured_is_refused(tmp_path: Pa
 def test_a_custodian_configuration_without_the_default_dcs_custodians_is_refused(
     tmp_path: Path,
 ) -> None:
-    # Custodians without [[dcs]] leave the embedded DC naming custodians that do not exist.
-    refused(tmp_path, toml(dcs=[]), "dc local:", "unknown custodian")
+    # Custodians without [[dcs]] leave the embedded DCs naming custodians that do not exist.
+    refused(tmp_path, toml(dcs=[]), "dc xa:", "unknown custodian")
 
 
 def test_a_configuration_error_names_the_problem_without_printing_other_values(
