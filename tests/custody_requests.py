@@ -178,6 +178,7 @@ def disclose_request(
     issued_at_ms: int = NOW_MS,
     requester: RequesterKey | None = None,
     nonce: str | None = None,
+    resolved_user: int | None = None,
 ) -> DiscloseRequest:
     return DiscloseRequest(
         custodian=custodian,
@@ -186,6 +187,7 @@ def disclose_request(
         nonce=nonce or new_nonce(),
         issued_at_ms=issued_at_ms,
         order=order,
+        resolved_user=resolved_user,
     )
 
 

@@ -42,6 +42,7 @@ auth_per_ip_per_minute = 100000
 codes_per_phone_per_hour = 1000
 requests_per_second = 100000
 request_burst = 100000
+legal_submissions_per_ip_per_hour = 100000
 """
 
 

@@ -435,6 +435,84 @@ def test_every_http_body_gets_a_typed_status_and_the_server_stays_up(live: Live)
     assert live.healthy()
 
 
+def _json_values() -> st.SearchStrategy[Any]:
+    scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40)
+    return st.recursive(
+        scalars,
+        lambda inner: (
+            st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+        ),
+        max_leaves=12,
+    )
+
+
+def _order_like() -> st.SearchStrategy[Any]:
+    """Near-orders: the right keys with wrong or random values, or random JSON."""
+    body = st.fixed_dictionaries(
+        {
+            "case": _json_values(),
+            "court": st.text(max_size=30),
+            "jurisdiction": st.sampled_from(["XB", "XC", "DE", "xx", ""]) | st.text(max_size=3),
+            "subject": st.sampled_from(["user:1", "@someone", "+999661000001", ""]),
+            "category": st.sampled_from(["terrorism", "fraud"]) | st.text(max_size=10),
+            "fields": st.lists(st.sampled_from(["phone", "ip", "messages"]), max_size=3),
+            "issued_at_ms": st.integers(min_value=-(2**60), max_value=2**60),
+            "expires_at_ms": st.integers(min_value=-(2**60), max_value=2**60),
+        }
+    )
+    order = st.fixed_dictionaries({"order": body, "signature": st.text(max_size=90)})
+    return order | _json_values()
+
+
+def test_every_lawful_request_body_gets_a_typed_status_and_the_server_stays_up(
+    live: Live,
+) -> None:
+    """Nothing here can be a valid order (no court is registered): each body is refused
+    with a typed error (400/413/429) or decided as a refused case, never a 500."""
+
+    @settings(LIVE_SETTINGS, max_examples=120)
+    @given(
+        st.lists(_order_like(), max_size=5).map(lambda orders: {"orders": orders})
+        | _json_values()
+        | st.binary(max_size=200)
+    )
+    def run(body: Any) -> None:
+        content = body if isinstance(body, bytes) else dumps(body).encode()
+        response = live.http.post("/legal/orders", content=content)
+        assert response.status_code in (200, 400, 413, 429), (body, response.text)
+        if response.status_code == 200:
+            cases = response.json()["cases"]
+            assert cases
+            assert all(case["outcome"] == "refused" for case in cases), cases
+        else:
+            ErrorCode(response.json()["error"]["code"])  # a code of the protocol
+
+    run()
+    assert live.healthy()
+
+
+def test_every_transparency_query_gets_a_typed_status(live: Live) -> None:
+    paths = ["/transparency/head", "/transparency/entries", "/transparency/proof/inclusion"]
+    paths += ["/transparency/proof/consistency", "/transparency/report", "/transparency"]
+    names = ["size", "start", "end", "index", "first", "second"]
+
+    @settings(LIVE_SETTINGS, max_examples=120)
+    @given(
+        st.sampled_from(paths),
+        st.dictionaries(
+            st.sampled_from(names),
+            st.text(max_size=25) | st.integers(min_value=-(2**70), max_value=2**70).map(str),
+            max_size=3,
+        ),
+    )
+    def run(path: str, params: dict[str, str]) -> None:
+        response = live.http.get(path, params=params)
+        assert response.status_code in (200, 400, 404), (path, params, response.text)
+
+    run()
+    assert live.healthy()
+
+
 # --- the pure decoder -------------------------------------------------------------------------
 
 

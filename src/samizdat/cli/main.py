@@ -16,12 +16,15 @@ from samizdat.cli.chats import chats, group_app
 from samizdat.cli.custodian import custodian_app
 from samizdat.cli.dc import dc_app, status
 from samizdat.cli.devices import devices_app
+from samizdat.cli.legal import legal_app
+from samizdat.cli.legal_requests import operator, requests, submit
 from samizdat.cli.listen import listen
 from samizdat.cli.messages import delete, edit, history, react, read, send
 from samizdat.cli.secret import secret_app
 from samizdat.cli.secret_groups import secret_group_app
 from samizdat.cli.serve import serve
 from samizdat.cli.session import DEFAULT_PROFILE
+from samizdat.cli.transparency import transparency_app
 
 app = typer.Typer(
     help="Samizdat: a self-hostable messenger. `samizdat serve --dev` runs a server; the other "
@@ -48,6 +51,11 @@ app.command(rich_help_panel="Operators")(serve)
 app.command(rich_help_panel="Operators")(status)
 app.add_typer(dc_app, name="dc", rich_help_panel="Operators")
 app.add_typer(custodian_app, name="custodian", rich_help_panel="Operators")
+legal_app.command()(submit)
+legal_app.command()(requests)
+legal_app.command()(operator)
+app.add_typer(legal_app, name="legal", rich_help_panel="Lawful requests")
+app.add_typer(transparency_app, name="transparency", rich_help_panel="Lawful requests")
 
 app.command(rich_help_panel="Account")(login)
 app.command(rich_help_panel="Account")(logout)

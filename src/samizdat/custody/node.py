@@ -184,10 +184,15 @@ async def unseal_dc_key(
 
 
 async def disclose_record(
-    envelope: Envelope, *, orders: dict[str, CourtOrder], custodians: Sequence[CustodianRef]
+    envelope: Envelope,
+    *,
+    orders: dict[str, CourtOrder],
+    custodians: Sequence[CustodianRef],
+    resolved_user: int | None = None,
 ) -> tuple[bytes, list[CustodianOutcome]]:
     """Present to each custodian the court order of its own jurisdiction (``orders`` by
-    custodian id); the record opens only if k of them each accept theirs."""
+    custodian id); the record opens only if k of them each accept theirs. ``resolved_user``
+    is the user id an order's @username or phone number was found to be."""
     encoded = b64(envelope.to_bytes())
 
     async def ask(ref: CustodianRef, index: int) -> Share:
@@ -199,6 +204,7 @@ async def disclose_record(
             nonce=_nonce(),
             issued_at_ms=_now_ms(),
             order=orders.get(ref.custodian_id),
+            resolved_user=resolved_user,
         )
         return _checked_share(ref, request, await ref.client.disclose(request), requester, index)
 

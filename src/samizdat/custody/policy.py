@@ -6,7 +6,8 @@ A custodian opens its share of an envelope for exactly two purposes:
   node signed, fresh (within two minutes of the custodian's clock) and never seen before;
 - ``identity`` envelopes (owner ``dc:<id>/user:<n>/<field>``) against a court order signed
   by a court the custodian recognises **in its own jurisdiction**, unexpired, of the terrorism
-  category, naming that user and that field.
+  category, naming that user (by id, or by @username or phone number the requesting node
+  resolved to that id) and that field.
 
 Everything else is refused with a code and a sentence, and the caller logs the refusal.
 """
@@ -92,6 +93,17 @@ def _fresh(issued_at_ms: int, nonce: str, now_ms: int, seen_nonces: Collection[s
         raise Refusal(RefusalCode.REPLAYED, "this request was already answered once")
 
 
+def _names(ordered: str, subject: str, resolved_user: int | None) -> bool:
+    """Whether an order's subject is this record's user: a user id must be it exactly; a
+    @username or phone number must be what the requesting node resolved it to (a custodian
+    holds no directory, so that mapping is the node's claim)."""
+    if ordered.startswith("user:"):
+        return ordered == subject
+    if ordered.startswith(("@", "+")):
+        return resolved_user is not None and f"user:{resolved_user}" == subject
+    return False
+
+
 def check_unseal(
     request: UnsealRequest,
     signature: str,
@@ -170,7 +182,7 @@ def check_disclose(
             f"only orders of the {PERMITTED_CATEGORY} category permit disclosure",
         )
     subject = f"user:{owner.group(2)}"
-    if order.subject != subject:
+    if not _names(order.subject, subject, request.resolved_user):
         raise Refusal(RefusalCode.SUBJECT_MISMATCH, "the order names another subject")
     if owner.group(3) not in order.fields:
         raise Refusal(RefusalCode.FIELD_NOT_PERMITTED, "the order does not name this field")

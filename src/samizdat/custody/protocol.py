@@ -74,6 +74,10 @@ class DiscloseRequest(Strict):
     nonce: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{22}$")]
     issued_at_ms: Annotated[int, Field(ge=0, lt=2**53)]
     order: CourtOrder | None = None
+    #: For an order naming its subject by @username or phone number: the user id the
+    #: requesting node found for it. A custodian holds no directory to check that claim; it
+    #: checks that the record is that user's (its audit log names the record's user).
+    resolved_user: Annotated[int, Field(ge=0, lt=2**63)] | None = None
 
 
 class Answer(Strict):

@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from samizdat.bus.events import BusEvent, DevicesRevoked
 from samizdat.bus.ports import Bus
 from samizdat.core.ids import SnowflakeGenerator
+from samizdat.crypto.signing_keys import SigningKey
 from samizdat.crypto.tokens import AdminToken
 from samizdat.protocol.errors import AuthError, NotFound, SamizdatError
 from samizdat.server.asgi import SamizdatApp
@@ -24,6 +25,7 @@ from samizdat.server.directory import ChatDirectory
 from samizdat.server.gateway import Gateway
 from samizdat.server.http import add_rpc_routes, bearer_token, error_response, install_openapi
 from samizdat.server.hub import Hub
+from samizdat.server.legal_http import install_legal
 from samizdat.server.metrics import Metrics
 from samizdat.server.placement import DcRouter, ServedDc
 from samizdat.server.rpc import Dispatcher
@@ -42,6 +44,7 @@ def create_app(
     clock: Clock,
     issuer: CodeIssuer,
     admin: AdminToken,
+    log_key: SigningKey,
 ) -> SamizdatApp:
     """Build the ASGI app. The caller owns store/bus lifetimes only until the app starts:
     the app's lifespan starts them and closes them on shutdown."""
@@ -98,6 +101,7 @@ def create_app(
     app.state.deps = deps
     app.state.hub = hub
     add_rpc_routes(app, dispatcher)
+    install_legal(app, settings, served, dcs, admin, log_key)
     install_openapi(app)
 
     @app.get("/health", include_in_schema=False)

@@ -9,12 +9,14 @@ import uvicorn
 from samizdat.bus.memory import InProcessBus
 from samizdat.crypto import Keyring
 from samizdat.crypto.custody_keys import NodeKey
+from samizdat.crypto.signing_keys import SigningKey
 from samizdat.crypto.tokens import AdminToken
 from samizdat.server.app import create_app
 from samizdat.server.asgi import SamizdatApp
 from samizdat.server.clock import SystemClock
 from samizdat.server.custodians import custodian_refs
 from samizdat.server.dc_keeper import DcKeeper
+from samizdat.server.legal import LOG_KEY_FILE, legal_dir
 from samizdat.server.placement import ServedDc
 from samizdat.server.settings import ServerSettings
 from samizdat.server.verifier import CodeIssuer, WebhookVerifier
@@ -73,7 +75,8 @@ async def build_app(settings: ServerSettings) -> SamizdatApp:
         verifier = WebhookVerifier(str(settings.verifier.webhook_url))
     issuer = CodeIssuer(verifier, dev_mode=settings.dev)
     admin = AdminToken(settings.data_dir / ADMIN_TOKEN_FILE)
-    return create_app(settings, served, InProcessBus(), SystemClock(), issuer, admin)
+    log_key = SigningKey.load_or_create(legal_dir(settings) / LOG_KEY_FILE)
+    return create_app(settings, served, InProcessBus(), SystemClock(), issuer, admin, log_key)
 
 
 async def serve(settings: ServerSettings) -> None:

@@ -45,6 +45,9 @@ class LimitSettings(Section):
     request_burst: float = Field(1000.0, gt=0, description="per device")
     auth_per_ip_per_minute: float = Field(30.0, gt=0)
     codes_per_phone_per_hour: float = Field(5.0, gt=0)
+    legal_submissions_per_ip_per_hour: float = Field(
+        30.0, gt=0, description="POST /legal/orders: each is a public log entry, so bounded"
+    )
 
 
 class StorageSettings(Section):
@@ -70,6 +73,21 @@ class IdentitySettings(Section):
     )
 
 
+class LegalSettings(Section):
+    """Who answers authorities, and the disclosure policy (``/legal`` shows both)."""
+
+    operator_name: str = Field(
+        "", max_length=200, description="the legal entity running this service"
+    )
+    operator_contact: str = Field(
+        "", max_length=500, description="where authorities send requests (e-mail, address)"
+    )
+    policy_file: Path | None = Field(
+        None,
+        description="YAML disclosure policy; else DATA/legal/policy.yaml if it exists, or defaults",
+    )
+
+
 class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -81,6 +99,7 @@ class ServerSettings(Section):
     storage: StorageSettings = StorageSettings()
     verifier: VerifierSettings = VerifierSettings()
     identity: IdentitySettings = IdentitySettings()
+    legal: LegalSettings = LegalSettings()
     dcs: tuple[DcSettings, ...] = Field(default_factory=embedded_dcs, min_length=1)
     custodians: tuple[CustodianSettings, ...] = Field(default_factory=embedded_custodians)
     homing: HomingSettings = HomingSettings()
@@ -175,6 +194,7 @@ def _describe(err: ErrorDetails) -> str:
 __all__ = [
     "ConfigError",
     "IdentitySettings",
+    "LegalSettings",
     "LimitSettings",
     "ServerSettings",
     "StorageSettings",

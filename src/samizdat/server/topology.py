@@ -24,18 +24,10 @@ from pathlib import Path
 from typing import Annotated, Self
 
 import orjson
-import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
 
+from samizdat.core.jurisdictions import KNOWN_JURISDICTIONS
 from samizdat.core.phone import Phone
-
-#: ISO 3166-1 user-assigned codes, for test and private set-ups.
-USER_ASSIGNED = frozenset(
-    {"AA", "ZZ"}
-    | {f"Q{c}" for c in "MNOPQRSTUVWXYZ"}
-    | {f"X{c}" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
-)
-KNOWN_JURISDICTIONS = frozenset(phonenumbers.SUPPORTED_REGIONS) | USER_ASSIGNED
 
 Ident = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
 Jurisdiction = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]

@@ -125,6 +125,25 @@ class IdentityRecords:
             result = await conn.execute(delete(ip_log).where(ip_log.c.at < cutoff))
         return int(result.rowcount)
 
+    async def sealed_of(self, user_id: int, field: str, since: float) -> list[bytes]:
+        """One user's sealed ``field`` records ("phone", or "ip" logged at ``since`` or
+        later, oldest first), as the envelopes they are: what a lawful disclosure asks the
+        custodians to open. Nothing else of an account can be read through here."""
+        async with self.db.read() as conn:
+            if field == "phone":
+                query = select(users.c.phone_envelope).where(users.c.id == user_id)
+                found = [r[0] for r in await conn.execute(query) if r[0] is not None]
+            elif field == "ip":
+                query = (
+                    select(ip_log.c.envelope)
+                    .where(ip_log.c.user_id == user_id, ip_log.c.at >= since)
+                    .order_by(ip_log.c.at, ip_log.c.id)
+                )
+                found = [r[0] for r in await conn.execute(query)]
+            else:
+                raise ValueError(f"{field!r} is not an identity record")
+        return [bytes(envelope) for envelope in found]
+
     async def seal_legacy_phones(self, *, batch: int = LEGACY_BATCH) -> int:
         """Rows from before threshold custody: seal their numbers to the custodians and keep
         the DC-key copy only where the owner shows the number. Needs the keyring unsealed.

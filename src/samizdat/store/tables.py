@@ -276,3 +276,44 @@ __all__ = [
     "updates",
     "users",
 ]
+
+# The public transparency log (store/transparency.py): leaf ``idx`` is its position, so the
+# primary key is what stops two appends from taking the same place.
+transparency_leaves = Table(
+    "transparency_leaves",
+    metadata,
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("leaf", LargeBinary, nullable=False),
+    Column("leaf_hash", LargeBinary, nullable=False),
+    Column("appended_at", Float, nullable=False),
+)
+
+# One signed tree head per log size, kept as signed: a head is never re-signed on read.
+transparency_heads = Table(
+    "transparency_heads",
+    metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("timestamp_ms", BigInteger, nullable=False),
+    Column("root_hash", LargeBinary, nullable=False),
+    Column("signature", LargeBinary, nullable=False),
+)
+
+# Lawful requests as received (the legal intake); only their personal-data-free summary goes
+# into the transparency log, at ``leaf_idx``.
+legal_requests = Table(
+    "legal_requests",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("received_at", Float, nullable=False),
+    Column("case_ref", String(200), nullable=False),
+    Column("jurisdictions", String(100), nullable=False),
+    Column("courts", Text, nullable=False),
+    Column("category", String(64), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("reason", String(64)),
+    Column("accounts", Integer, nullable=False),
+    Column("leaf_idx", BigInteger),
+    sqlite_autoincrement=True,
+)
+
+__all__ += ["legal_requests", "transparency_heads", "transparency_leaves"]

@@ -372,6 +372,33 @@ def test_an_order_naming_another_user_is_refused(subject: str) -> None:
     assert refusal(lambda: disclose(request)).code is RefusalCode.SUBJECT_MISMATCH
 
 
+@pytest.mark.parametrize("subject", ["@alice_w", "+999661234567"])
+def test_an_order_naming_a_username_or_number_opens_the_user_the_node_resolved_it_to(
+    subject: str,
+) -> None:
+    order = COURT.order(subject=subject)
+    request = disclose_request(PHONE_ENVELOPE, order, custodian=CUSTODIAN, resolved_user=1)
+    assert disclose(request) == "user:1"
+
+
+@pytest.mark.parametrize("resolved_user", [None, 2])
+@pytest.mark.parametrize("subject", ["@alice_w", "+999661234567"])
+def test_an_order_by_username_or_number_for_another_or_no_resolved_user_is_refused(
+    subject: str, resolved_user: int | None
+) -> None:
+    order = COURT.order(subject=subject)
+    request = disclose_request(
+        PHONE_ENVELOPE, order, custodian=CUSTODIAN, resolved_user=resolved_user
+    )
+    assert refusal(lambda: disclose(request)).code is RefusalCode.SUBJECT_MISMATCH
+
+
+def test_a_resolved_user_never_overrides_an_order_naming_a_user_id() -> None:
+    order = COURT.order(subject="user:2")
+    request = disclose_request(PHONE_ENVELOPE, order, custodian=CUSTODIAN, resolved_user=1)
+    assert refusal(lambda: disclose(request)).code is RefusalCode.SUBJECT_MISMATCH
+
+
 @pytest.mark.parametrize("fields", [("ip",), (), ("Phone",), ("phone-number",)])
 def test_an_order_that_does_not_name_the_field_is_refused(fields: tuple[str, ...]) -> None:
     request = disclose_request(PHONE_ENVELOPE, COURT.order(fields=fields), custodian=CUSTODIAN)

@@ -1,0 +1,275 @@
+"""The intake of lawful requests: review, ask the custodians, publish the outcome.
+
+All orders of a case come in one submission (nothing about a pending case is stored). For
+each case the review (``review.py``, pure) allows, the intake finds the subject, then asks
+the custodians of the subject's DC to open exactly the permitted records, each custodian
+shown the order of its own jurisdiction. Each custodian re-checks that order on its own; the
+intake's verdict is never sent, so a wrong one (a forged court in the operator's registry,
+say) opens nothing. Every case, granted or refused, becomes one transparency-log leaf with
+no personal data.
+
+This module reaches the server only through ``IdentityRecords``: where a subject lives, that
+user's sealed identity records, and a DC's custodians. There is no path from here to message
+content, contacts, media or keys (an import contract in ``pyproject.toml`` keeps it so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+import orjson
+
+from samizdat.crypto.threshold import Envelope, EnvelopeError
+from samizdat.custody.node import CustodianRef, NotEnoughShares, disclose_record
+from samizdat.custody.protocol import CourtOrder
+from samizdat.legal.orders import Subject
+from samizdat.legal.review import CaseReview, RefusalReason, reason_text
+from samizdat.transparency.records import LeafRecord
+
+DAY_SECONDS = 86_400.0
+_PLAIN_WORD = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """Where a subject's account lives."""
+
+    dc: str
+    user_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Keeper:
+    """One custodian of a DC, with the jurisdiction the operator configured for it."""
+
+    ref: CustodianRef
+    jurisdiction: str
+
+
+class IdentityRecords(Protocol):
+    """All the intake may ask of the server."""
+
+    async def locate(self, subject: Subject) -> Located | None:
+        """The account an order's subject names, if it exists."""
+        ...
+
+    async def sealed(self, where: Located, field: str, since: float) -> list[bytes]:
+        """That user's sealed ``field`` records ("phone", or "ip" logged since ``since``)."""
+        ...
+
+    def keepers(self, dc: str) -> tuple[int, list[Keeper]]:
+        """A DC's threshold and custodians."""
+        ...
+
+
+class RequestBook(Protocol):
+    """Where outcomes go: the public log (a leaf) and the operator's list of requests."""
+
+    async def record(self, outcome: CaseOutcome, leaf: LeafRecord) -> int:
+        """Store both; return the leaf's index in the transparency log."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class IpRecord:
+    ip: str
+    at: str  # ISO 8601, UTC
+
+
+@dataclass(frozen=True, slots=True)
+class Disclosure:
+    """What the requesting authorities receive: the permitted fields of one user, nothing
+    else."""
+
+    subject: str
+    user_id: int
+    phone: str | None
+    ips: tuple[IpRecord, ...] | None
+
+
+@dataclass(slots=True)
+class CaseOutcome:
+    case: str
+    jurisdictions: tuple[str, ...]
+    courts: tuple[str, ...]
+    category: str
+    outcome: Literal["granted", "refused"]
+    reason: RefusalReason | None
+    detail: str  # one sentence: why, or what was disclosed
+    orders: list[dict[str, str | None]]  # per order: jurisdiction, court, reason
+    disclosure: Disclosure | None = None
+    custodians: list[str] = field(default_factory=list)  # what each custodian said
+    leaf_index: int | None = None
+
+    @property
+    def accounts(self) -> int:
+        return 1 if self.disclosure is not None else 0
+
+
+class CaseRefused(Exception):
+    def __init__(self, reason: RefusalReason, detail: str, custodians: Sequence[str] = ()):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.custodians = list(custodians)
+
+
+def _day(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
+
+
+class LegalDesk:
+    """Takes submissions one at a time (the log is one sequence)."""
+
+    def __init__(
+        self,
+        records: IdentityRecords,
+        book: RequestBook,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.records = records
+        self.book = book
+        self.clock = clock
+        self._lock = asyncio.Lock()
+
+    async def decide(
+        self, reviews: Sequence[CaseReview], *, ip_window_days: int
+    ) -> list[CaseOutcome]:
+        """Carry out reviewed cases (``review.review_submission``): disclose where allowed
+        (IP records of the last ``ip_window_days``), and record every outcome."""
+        async with self._lock:
+            return [await self._decide(review, ip_window_days) for review in reviews]
+
+    async def _decide(self, review: CaseReview, ip_window_days: int) -> CaseOutcome:
+        outcome = CaseOutcome(
+            case=review.case,
+            jurisdictions=tuple(sorted({v.jurisdiction for v in review.verdicts})),
+            courts=tuple(sorted({v.court for v in review.verdicts})),
+            category=_category(review),
+            outcome="refused",
+            reason=review.refusal,
+            detail=review.refusal_text or "",
+            orders=[
+                {"jurisdiction": v.jurisdiction, "court": v.court, "reason": v.reason}
+                for v in review.verdicts
+            ],
+        )
+        if review.refusal is None:
+            try:
+                outcome.disclosure = await self._disclose(review, ip_window_days)
+            except CaseRefused as refused:
+                outcome.reason, outcome.detail = refused.reason, refused.detail
+                outcome.custodians = refused.custodians
+            else:
+                outcome.outcome, outcome.reason = "granted", None
+                outcome.detail = f"disclosed {', '.join(review.fields)} of one account"
+        leaf = LeafRecord(
+            date=_day(self.clock()),
+            jurisdictions=outcome.jurisdictions,
+            category=outcome.category,
+            outcome=outcome.outcome,
+            reason=None if outcome.reason is None else str(outcome.reason),
+            accounts=outcome.accounts,
+        )
+        outcome.leaf_index = await self.book.record(outcome, leaf)
+        return outcome
+
+    async def _disclose(self, review: CaseReview, ip_window_days: int) -> Disclosure:
+        subject = review.subject
+        if subject is None:  # the review refuses every case without exactly one subject
+            raise CaseRefused(
+                RefusalReason.SUBJECT_MISMATCH, reason_text(RefusalReason.SUBJECT_MISMATCH)
+            )
+        where = await self.records.locate(subject)
+        if where is None:
+            raise CaseRefused(
+                RefusalReason.SUBJECT_NOT_FOUND, reason_text(RefusalReason.SUBJECT_NOT_FOUND)
+            )
+        threshold, keepers = self.records.keepers(where.dc)
+        orders = _orders_for(keepers, review.valid)
+        if len(orders) < threshold:
+            places = ", ".join(sorted({k.jurisdiction for k in keepers}))
+            raise CaseRefused(
+                RefusalReason.TOO_FEW_JURISDICTIONS,
+                f"the records are kept by custodians in {places}: orders of courts of "
+                f"{threshold} of those jurisdictions are needed",
+            )
+        asked = [k.ref for k in keepers if k.ref.custodian_id in orders]
+        resolved = None if subject.kind == "user_id" else where.user_id
+        since = self.clock() - ip_window_days * DAY_SECONDS
+
+        async def open_all(field_name: str) -> list[bytes]:
+            opened = []
+            for sealed in await self.records.sealed(where, field_name, since):
+                try:
+                    envelope = Envelope.from_bytes(sealed)
+                    plain, _ = await disclose_record(
+                        envelope, orders=orders, custodians=asked, resolved_user=resolved
+                    )
+                except NotEnoughShares as exc:
+                    said = [f"{o.custodian_id}: {o.detail}" for o in exc.outcomes]
+                    raise CaseRefused(
+                        RefusalReason.CUSTODIANS_REFUSED,
+                        reason_text(RefusalReason.CUSTODIANS_REFUSED),
+                        said,
+                    ) from None
+                except EnvelopeError:
+                    continue  # a damaged record opens for nobody; the rest still do
+                opened.append(plain)
+            return opened
+
+        phone = ips = None
+        if "phone" in review.fields:
+            numbers = await open_all("phone")
+            phone = numbers[0].decode() if numbers else None
+        if "ip" in review.fields:
+            ips = tuple(_ip_record(raw) for raw in await open_all("ip"))
+        return Disclosure(subject.text, where.user_id, phone, ips)
+
+
+def _category(review: CaseReview) -> str:
+    """The case's category as the log can show it: one order category, "mixed" for several,
+    "other" for one that is not a plain lower-case word (the log holds no free text)."""
+    stated = {v.category.strip().lower() for v in review.verdicts}
+    if len(stated) != 1:
+        return "mixed"
+    (category,) = stated
+    return category if _PLAIN_WORD.fullmatch(category) else "other"
+
+
+def _orders_for(keepers: Sequence[Keeper], valid: Sequence[CourtOrder]) -> dict[str, CourtOrder]:
+    """For each custodian, an order of a court of its own jurisdiction, if there is one."""
+    by_place: dict[str, CourtOrder] = {}
+    for order in valid:
+        by_place.setdefault(order.order.jurisdiction, order)
+    return {
+        k.ref.custodian_id: by_place[k.jurisdiction] for k in keepers if k.jurisdiction in by_place
+    }
+
+
+def _ip_record(raw: bytes) -> IpRecord:
+    record = orjson.loads(raw)
+    return IpRecord(ip=str(record["ip"]), at=_iso(float(record["at"])))
+
+
+__all__ = [
+    "CaseOutcome",
+    "Disclosure",
+    "IdentityRecords",
+    "IpRecord",
+    "Keeper",
+    "LegalDesk",
+    "Located",
+    "RequestBook",
+]

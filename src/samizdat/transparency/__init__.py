@@ -1,0 +1,1 @@
+"""A public, append-only log of lawful requests that anyone can verify (RFC 9162 style)."""
