@@ -1,7 +1,10 @@
-"""Real custody requests for the custody tests: envelopes, signed unseal requests, court orders.
+"""Real custody requests for the custody tests: envelopes, signed unseal and disclosure
+requests, court orders.
 
 Everything here is built the way a node or a court builds it (``seal``, ``canonical``, real
 Ed25519 and X25519 keys), so a test that expects a refusal changes exactly one thing.
+Disclosure requests are signed by ``NODE`` unless told otherwise; the custody fixtures enrol it
+for ``DC``.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -27,6 +30,7 @@ from samizdat.custody.protocol import (
     CourtOrder,
     CourtOrderBody,
     DiscloseRequest,
+    SignedDisclose,
     SignedUnseal,
     UnsealRequest,
     b64,
@@ -42,6 +46,8 @@ DAY_MS = 24 * 60 * MINUTE_MS
 CUSTODIAN = "custodian-xb"
 DC = "local"
 DC_KEY = b"the 32-byte DC key of dc:local.."
+#: The node that signs disclosure requests by default (the fixtures enrol it for ``DC``).
+NODE = NodeKey(Ed25519PrivateKey.generate())
 
 
 def new_nonce() -> str:
@@ -103,8 +109,24 @@ def unseal_request(
     )
 
 
-def signed_by(node: NodeKey, request: UnsealRequest) -> SignedUnseal:
-    return SignedUnseal(request=request, signature=b64(node.sign(canonical(request))))
+@overload
+def signed_by(node: NodeKey, request: UnsealRequest) -> SignedUnseal: ...
+
+
+@overload
+def signed_by(node: NodeKey, request: DiscloseRequest) -> SignedDisclose: ...
+
+
+def signed_by(
+    node: NodeKey, request: UnsealRequest | DiscloseRequest
+) -> SignedUnseal | SignedDisclose:
+    """``request`` as ``node`` signs it (after a test changed it, say)."""
+    signature = b64(node.sign(canonical(request)))
+    match request:
+        case UnsealRequest():
+            return SignedUnseal(request=request, signature=signature)
+        case DiscloseRequest():
+            return SignedDisclose(request=request, signature=signature)
 
 
 def signed_unseal(
@@ -175,13 +197,16 @@ def disclose_request(
     order: CourtOrder | None,
     *,
     custodian: str,
+    node: NodeKey = NODE,
     issued_at_ms: int = NOW_MS,
     requester: RequesterKey | None = None,
     nonce: str | None = None,
     resolved_user: int | None = None,
-) -> DiscloseRequest:
-    return DiscloseRequest(
+) -> SignedDisclose:
+    """A disclosure request presenting ``order``, signed by ``node``."""
+    request = DiscloseRequest(
         custodian=custodian,
+        node_key=node.encoded(),
         envelope=b64(envelope.to_bytes()),
         requester_key=b64((requester or RequesterKey()).public),
         nonce=nonce or new_nonce(),
@@ -189,12 +214,14 @@ def disclose_request(
         order=order,
         resolved_user=resolved_user,
     )
+    return signed_by(node, request)
 
 
 __all__ = [
     "DAY_MS",
     "DC_KEY",
     "MINUTE_MS",
+    "NODE",
     "NOW",
     "NOW_MS",
     "CourtKey",

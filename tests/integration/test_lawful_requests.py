@@ -97,6 +97,10 @@ def site(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Sit
     return Site(server, keys, operator)
 
 
+def jsonable(body: dict[str, list[CourtOrder]]) -> dict[str, Any]:
+    return {key: [o.model_dump(mode="json") for o in orders] for key, orders in body.items()}
+
+
 def submit(site: Site, *orders: CourtOrder) -> list[dict[str, Any]]:
     body = {"orders": [o.model_dump(mode="json") for o in orders]}
     reply = httpx.post(site.server.url + "/legal/orders", json=body, timeout=60)
@@ -192,8 +196,12 @@ async def test_orders_of_both_keepers_jurisdictions_disclose_only_that_users_num
         new = disclose_entries(site, custodian)[count:]
         assert new, custodian
         assert all(e.outcome == "granted" for e in new), custodian
-        assert {e.subject.rsplit("/", 1)[-1] for e in new} == {"phone", "ip"}
-        assert all(e.subject.startswith(f"dc:xa/user:{user_id_of(alice)}/") for e in new)
+        records = [e.subject.split(" ")[0] for e in new]  # owner, order digest, via: kind
+        assert {owner.rsplit("/", 1)[-1] for owner in records} == {"phone", "ip"}
+        assert all(o.startswith(f"dc:xa/user:{user_id_of(alice)}/") for o in records)
+        via = {"username": " via:username", "phone": " via:phone", "user id": ""}[form]
+        assert all(e.subject.endswith(via) and " order:" in e.subject for e in new)
+        assert not any(private in e.subject for e in new for private in (phone, username))
 
 
 async def test_records_in_another_dc_need_orders_of_that_dcs_keepers(site: Site) -> None:
@@ -208,12 +216,22 @@ async def test_records_in_another_dc_need_orders_of_that_dcs_keepers(site: Site)
 
     (refused,) = submit(site, *(site.order(p, "CASE-XB-1", subject) for p in ("XB", "XC")))
     assert (refused["outcome"], refused["reason"]) == ("refused", "TOO_FEW_JURISDICTIONS")
-    assert "XA, XC" in refused["detail"]
     assert refused["disclosure"] is None
 
-    (granted,) = submit(site, *(site.order(p, "CASE-XB-2", subject) for p in ("XA", "XC")))
+    orders = [site.order(p, "CASE-XB-2", subject) for p in ("XA", "XC")]
+    (granted,) = submit(site, *orders)
     assert granted["outcome"] == "granted", granted
     assert granted["disclosure"]["phone"] == phone
+
+    # Whoever holds those orders now cannot have them served again.
+    before = log_size(site)
+    (again,) = submit(site, *orders)
+    assert (again["outcome"], again["reason"], again["disclosure"]) == (
+        "refused",
+        "ALREADY_USED",
+        None,
+    )
+    assert log_size(site) == before + 1
 
 
 # refused --------------------------------------------------------------------------------------
@@ -428,6 +446,12 @@ async def test_a_tampered_log_entry_fails_verification(
 
     again = samizdat(observer, "transparency", "verify", "--server", server.url, "--json")
     assert again.code == 1, again.out + again.err
+    # Nor is the changed history ever signed: the next request is not taken.
+    body = {"orders": [site.order("DE", "T2", "user:1", court="Amtsgericht", key=stranger)]}
+    reply = httpx.post(server.url + "/legal/orders", json=jsonable(body), timeout=10)
+    assert reply.status_code == 500
+    assert reply.json()["error"]["code"] == "INTERNAL"
+    assert log_size(site) == 1
 
 
 async def test_submissions_from_one_address_are_limited_so_the_log_cannot_be_flooded(

@@ -145,17 +145,20 @@ def add_court(
     ctx: typer.Context,
     directory: DirOption,
     name: Annotated[str, typer.Argument(help="The court's name, as its orders state it")],
-    public_key: Annotated[str, typer.Argument(help="The court's Ed25519 public key, base64url")],
+    public_key: Annotated[
+        str, typer.Argument(help="The court's public key, szk1:... (legal court keygen)")
+    ],
     json_: JsonFlag = False,
 ) -> None:
     """Recognise a court of this custodian's own jurisdiction (its orders may then open
     identity records, within the disclosure policy)."""
-    from samizdat.crypto.custody_keys import KeyFormatError, unb64
+    from samizdat.crypto.custody_keys import KeyFormatError
+    from samizdat.crypto.signing_keys import decode_public_key
 
     out = Output(json_, ctx.obj)
     custodian = _open(directory, out)
     try:
-        custodian.add_court(name, unb64(public_key))
+        custodian.add_court(name, decode_public_key(public_key))
     except (KeyFormatError, ValueError) as exc:
         out.fail_with(ERROR_CODE, f"not a court key: {exc}")
     out.result(

@@ -29,7 +29,7 @@ from rich.panel import Panel
 from samizdat.cli.output import JsonFlag, Output
 from samizdat.cli.session import DEFAULT_PROFILE
 from samizdat.crypto.custody_keys import KeyFormatError, b64, unb64
-from samizdat.crypto.signing_keys import decode_public_key
+from samizdat.crypto.signing_keys import decode_public_key, encode_public_key
 from samizdat.transparency.heads import HeadError, TreeHead, parse_head, verify_head
 from samizdat.transparency.merkle import (
     ProofError,
@@ -251,7 +251,10 @@ def _remembered(state: dict[str, Any], server: str, path: Path) -> _Remembered |
 def _remember(path: Path, state: dict[str, Any], server: str, seen: _Remembered) -> None:
     from samizdat.crypto.private_files import write_private
 
-    state["logs"][server] = {"log_key": b64(seen.log_key), "head": seen.head.model_dump()}
+    state["logs"][server] = {
+        "log_key": encode_public_key(seen.log_key),
+        "head": seen.head.model_dump(),
+    }
     write_private(path, orjson.dumps(state, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
 
 
@@ -519,7 +522,7 @@ def verify(
         "ok": True,
         "server": setup.server,
         "verdict": "ok",
-        "log_key": b64(verified.key),
+        "log_key": encode_public_key(verified.key),
         "key_pinned_now": verified.pinned_now,
         "head": verified.head.model_dump(),
         "previous_size": verified.previous.tree_size if verified.previous else None,
@@ -580,8 +583,8 @@ def show_head(
     except _Failed as exc:
         _fail(out, exc, setup.server)
     out.result(
-        {**served.model_dump(), "log_key": b64(key), "server": setup.server},
-        f"{escape(_describe(served))}\nsignature valid, log key {b64(key)}"
+        {**served.model_dump(), "log_key": encode_public_key(key), "server": setup.server},
+        f"{escape(_describe(served))}\nsignature valid, log key {encode_public_key(key)}"
         + ("" if remembered else " (not pinned yet: run `samizdat transparency verify`)"),
     )
 

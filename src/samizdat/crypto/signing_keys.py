@@ -2,8 +2,8 @@
 
 A court signs its orders (``samizdat legal court keygen`` makes its key, for courts and
 tests); the operator's transparency log signs its tree heads. Public keys travel as
-base64url of the raw 32 bytes. The private key lives in a file readable only by its owner
-and never leaves the ``SigningKey`` object.
+``szk1:`` + base64url of the raw 32 bytes (the bare base64url is read too). The private
+key lives in a file readable only by its owner and never leaves the ``SigningKey`` object.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from samizdat.crypto.custody_keys import KeyFormatError, b64, unb64, verify_sign
 from samizdat.crypto.private_files import write_private
 
 PUBLIC_KEY_BYTES = 32
+#: Public keys are written with this prefix: base64url may begin with "-", which a command
+#: line would take for an option.
+PUBLIC_PREFIX = "szk1:"
 _RAW_PUBLIC = (serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 _RAW_PRIVATE = (
     serialization.Encoding.Raw,
@@ -57,7 +60,7 @@ class SigningKey:
         return cls.load(path) if path.exists() else cls.create(path)
 
     def public_text(self) -> str:
-        return b64(self.public)
+        return encode_public_key(self.public)
 
     def sign(self, message: bytes) -> bytes:
         return self._key.sign(message)
@@ -66,9 +69,14 @@ class SigningKey:
         return f"SigningKey(public={self.public_text()!r})"
 
 
+def encode_public_key(public: bytes) -> str:
+    return PUBLIC_PREFIX + b64(public)
+
+
 def decode_public_key(text: str) -> bytes:
-    """A base64url Ed25519 public key; KeyFormatError unless it is 32 bytes."""
-    raw = unb64(text.strip())
+    """An Ed25519 public key, ``szk1:``-prefixed or bare base64url; KeyFormatError unless it
+    is 32 bytes."""
+    raw = unb64(text.strip().removeprefix(PUBLIC_PREFIX))
     if len(raw) != PUBLIC_KEY_BYTES:
         raise KeyFormatError("an Ed25519 public key is 32 bytes, base64url")
     return raw
@@ -79,4 +87,11 @@ def verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
     return verify_signature(public_key, signature, message)
 
 
-__all__ = ["PUBLIC_KEY_BYTES", "SigningKey", "decode_public_key", "verify"]
+__all__ = [
+    "PUBLIC_KEY_BYTES",
+    "PUBLIC_PREFIX",
+    "SigningKey",
+    "decode_public_key",
+    "encode_public_key",
+    "verify",
+]

@@ -15,8 +15,8 @@ from samizdat.custody.policy import Refusal, RefusalCode
 from samizdat.custody.protocol import (
     Answer,
     CustodianInfo,
-    DiscloseRequest,
     Refused,
+    SignedDisclose,
     SignedUnseal,
 )
 from samizdat.custody.service import Custodian
@@ -35,7 +35,9 @@ class CustodianClient(Protocol):
         """The custodian's signed answer; raises Refusal or CustodianUnreachable."""
         ...
 
-    async def disclose(self, request: DiscloseRequest) -> Answer: ...
+    async def disclose(self, signed: SignedDisclose) -> Answer:
+        """The custodian's signed answer; raises Refusal or CustodianUnreachable."""
+        ...
 
     async def info(self) -> CustodianInfo: ...
 
@@ -60,11 +62,10 @@ class InProcessCustodianClient:
         wire = SignedUnseal.model_validate_json(signed.model_dump_json())
         return self.custodian.unseal(wire)
 
-    async def disclose(self, request: DiscloseRequest) -> Answer:
+    async def disclose(self, signed: SignedDisclose) -> Answer:
         self._check()
-        return self.custodian.disclose(
-            DiscloseRequest.model_validate_json(request.model_dump_json())
-        )
+        wire = SignedDisclose.model_validate_json(signed.model_dump_json())
+        return self.custodian.disclose(wire)
 
     async def info(self) -> CustodianInfo:
         self._check()
@@ -122,8 +123,8 @@ class HttpCustodianClient:
     async def unseal(self, signed: SignedUnseal) -> Answer:
         return await self._post("/v1/unseal", signed.model_dump_json().encode())
 
-    async def disclose(self, request: DiscloseRequest) -> Answer:
-        return await self._post("/v1/disclose", request.model_dump_json().encode())
+    async def disclose(self, signed: SignedDisclose) -> Answer:
+        return await self._post("/v1/disclose", signed.model_dump_json().encode())
 
     async def info(self) -> CustodianInfo:
         return self._parse(CustodianInfo, await self._call("GET", "/v1/info"))

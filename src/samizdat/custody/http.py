@@ -1,7 +1,9 @@
 """The custodian as an HTTP service (``samizdat custodian serve``): three routes, no more.
 
-``POST /v1/unseal`` and ``POST /v1/disclose`` answer 200 with a signed ``Answer``, 403 with
-a ``Refused`` (code and reason), or 400 for a body that does not parse; every one of them is
+``POST /v1/unseal`` (a ``SignedUnseal``) and ``POST /v1/disclose`` (a ``SignedDisclose``),
+each signed by an enrolled DC node, answer 200 with a signed ``Answer``, 403 with a
+``Refused`` (code and reason), or 400 for a body that does not parse (an unsigned one among
+them); every one of them is
 in the audit log. Beyond a per-address rate they get 429 and are counted in a summary entry
 once a minute; 503 if the audit log cannot be written (then nothing is answered).
 ``GET /v1/info`` says who the custodian is. Bodies over 256 KiB are refused
@@ -24,7 +26,7 @@ from starlette.routing import Route
 from samizdat.core.ratelimit import KeyedLimiter
 from samizdat.custody.audit import AuditError
 from samizdat.custody.policy import Refusal, RefusalCode
-from samizdat.custody.protocol import MAX_REQUEST_BYTES, Answer, DiscloseRequest, SignedUnseal
+from samizdat.custody.protocol import MAX_REQUEST_BYTES, Answer, SignedDisclose, SignedUnseal
 from samizdat.custody.service import Custodian, parse_model
 from samizdat.protocol.errors import RateLimited
 
@@ -98,7 +100,7 @@ def custodian_app(
 
     def handler(
         kind: str,
-        model: type[SignedUnseal] | type[DiscloseRequest],
+        model: type[SignedUnseal] | type[SignedDisclose],
         answer: Callable[[Any], Answer],
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -126,7 +128,7 @@ def custodian_app(
             return _audit_unavailable(exc)
 
     unseal = handler("unseal", SignedUnseal, custodian.unseal)
-    disclose = handler("disclose", DiscloseRequest, custodian.disclose)
+    disclose = handler("disclose", SignedDisclose, custodian.disclose)
     return Starlette(
         routes=[
             Route("/v1/unseal", unseal, methods=["POST"]),

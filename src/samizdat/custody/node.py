@@ -1,9 +1,10 @@
 """The asking side: gather k custodians' grants and open an envelope in memory.
 
 A node asks every custodian the envelope names at once, each with its own one-time key,
-nonce and signature. An answer counts only if it is signed by that custodian's configured
-key, carries the index the envelope gives that custodian, and opens under the one-time key;
-anything else is recorded as that custodian's failure. As soon as k shares open the envelope
+nonce and signature (the node's enrolled key signs unseal and disclosure requests alike). An
+answer counts only if it is signed by that custodian's configured key, carries the index the
+envelope gives that custodian, and opens under the one-time key; anything else is recorded as
+that custodian's failure. As soon as k shares open the envelope
 the others are no longer waited for; if a combination fails (a custodian lying with its own
 valid key), combinations with the next share to arrive are tried.
 """
@@ -25,6 +26,7 @@ from samizdat.custody.protocol import (
     Answer,
     CourtOrder,
     DiscloseRequest,
+    SignedDisclose,
     SignedUnseal,
     UnsealRequest,
     answer_message,
@@ -69,6 +71,10 @@ def _nonce() -> str:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _signature(node_key: NodeKey, request: UnsealRequest | DiscloseRequest) -> str:
+    return b64(node_key.sign(canonical(request)))
 
 
 def _checked_share(
@@ -177,7 +183,7 @@ async def unseal_dc_key(
             nonce=_nonce(),
             issued_at_ms=_now_ms(),
         )
-        signed = SignedUnseal(request=request, signature=b64(node_key.sign(canonical(request))))
+        signed = SignedUnseal(request=request, signature=_signature(node_key, request))
         return _checked_share(ref, request, await ref.client.unseal(signed), requester, index)
 
     return await _collect(envelope, custodians, ask)
@@ -189,16 +195,20 @@ async def disclose_record(
     orders: dict[str, CourtOrder],
     custodians: Sequence[CustodianRef],
     resolved_user: int | None = None,
+    node_key: NodeKey,
 ) -> tuple[bytes, list[CustodianOutcome]]:
     """Present to each custodian the court order of its own jurisdiction (``orders`` by
-    custodian id); the record opens only if k of them each accept theirs. ``resolved_user``
-    is the user id an order's @username or phone number was found to be."""
+    custodian id), in a request signed by ``node_key`` (enrolled with them for the record's
+    DC); the record opens only if k of them each accept theirs. ``resolved_user`` is the user
+    id an order's @username or phone number was found to be: each custodian binds such an
+    order to the first user it opens a record of, and refuses it for any other."""
     encoded = b64(envelope.to_bytes())
 
     async def ask(ref: CustodianRef, index: int) -> Share:
         requester = RequesterKey()
         request = DiscloseRequest(
             custodian=ref.custodian_id,
+            node_key=node_key.encoded(),
             envelope=encoded,
             requester_key=b64(requester.public),
             nonce=_nonce(),
@@ -206,7 +216,8 @@ async def disclose_record(
             order=orders.get(ref.custodian_id),
             resolved_user=resolved_user,
         )
-        return _checked_share(ref, request, await ref.client.disclose(request), requester, index)
+        signed = SignedDisclose(request=request, signature=_signature(node_key, request))
+        return _checked_share(ref, request, await ref.client.disclose(signed), requester, index)
 
     return await _collect(envelope, custodians, ask)
 

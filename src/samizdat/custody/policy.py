@@ -1,13 +1,16 @@
 """A custodian's policy: pure checks that say yes, or refuse with a reason. No I/O here.
 
-A custodian opens its share of an envelope for exactly two purposes:
+Every request comes from a DC node enrolled here, signed by it, fresh (within two minutes of
+the custodian's clock) and never seen before. A custodian opens its share of an envelope for
+exactly two purposes:
 
-- ``dc-key`` envelopes (owner ``dc:<id>``) to a node enrolled for that DC, on a request the
-  node signed, fresh (within two minutes of the custodian's clock) and never seen before;
-- ``identity`` envelopes (owner ``dc:<id>/user:<n>/<field>``) against a court order signed
-  by a court the custodian recognises **in its own jurisdiction**, unexpired, of the terrorism
-  category, naming that user (by id, or by @username or phone number the requesting node
-  resolved to that id) and that field.
+- ``dc-key`` envelopes (owner ``dc:<id>``) to a node enrolled for that DC;
+- ``identity`` envelopes (owner ``dc:<id>/user:<n>/<field>``) to a node enrolled for that DC,
+  against a court order signed by a court the custodian recognises **in its own
+  jurisdiction**, unexpired, of the terrorism category, naming that user and that field. An
+  order names its user by id, or by @username or phone number, which the requesting node
+  resolves to an id (``resolved_user``); such an order opens the records of the first user
+  it was granted for and of no other (``order_users``, which the service keeps).
 
 Everything else is refused with a code and a sentence, and the caller logs the refusal.
 """
@@ -26,6 +29,7 @@ from samizdat.custody.protocol import (
     DiscloseRequest,
     UnsealRequest,
     canonical,
+    order_digest,
     unb64,
 )
 
@@ -33,6 +37,8 @@ DC_KEY_PURPOSE = "dc-key"
 IDENTITY_PURPOSE = "identity"
 DISCLOSABLE_FIELDS = frozenset({"phone", "ip"})
 PERMITTED_CATEGORY = "terrorism"
+#: Subject kinds that name a user only through the requesting node's resolution.
+RESOLVED_KINDS = frozenset({"username", "phone"})
 _IDENTITY_OWNER = re.compile(r"^dc:([a-z0-9-]+)/user:([0-9]+)/([a-z]+)$")
 
 
@@ -76,6 +82,19 @@ class Court:
     public_key: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Disclosure:
+    """A disclosure the policy allows: who asked, whose record, under which order."""
+
+    node: EnrolledNode
+    user_id: int
+    #: ``order_digest`` of the order presented.
+    order: str
+    #: The order names its subject by @username or phone number, so the record's user is the
+    #: node's resolution: granting binds the order to ``user_id`` for good.
+    binds: bool
+
+
 def dc_key_owner(dc: str) -> str:
     return f"dc:{dc}"
 
@@ -86,22 +105,63 @@ def identity_owner(dc: str, user_id: int, field: str) -> str:
     return f"dc:{dc}/user:{user_id}/{field}"
 
 
-def _fresh(issued_at_ms: int, nonce: str, now_ms: int, seen_nonces: Collection[str]) -> None:
-    if abs(now_ms - issued_at_ms) > FRESHNESS_SECONDS * 1000:
+def subject_kind(ordered: str) -> str | None:
+    """How an order names its subject: ``user`` (``user:<n>``), ``username`` (``@name``),
+    ``phone`` (``+<digits>``), or None for anything else (which names no record)."""
+    if ordered.startswith("user:"):
+        return "user"
+    if ordered.startswith("@"):
+        return "username"
+    if ordered.startswith("+"):
+        return "phone"
+    return None
+
+
+def _signed_by_enrolled_node(
+    request: UnsealRequest | DiscloseRequest,
+    signature: str,
+    *,
+    custodian_id: str,
+    nodes: Mapping[str, EnrolledNode],
+    seen_nonces: Collection[str],
+    now_ms: int,
+) -> EnrolledNode:
+    """What every request must be: addressed here, from an enrolled node, signed by it over
+    its canonical bytes, fresh and new. Returns that node."""
+    if request.custodian != custodian_id:
+        raise Refusal(RefusalCode.WRONG_CUSTODIAN, "the request is addressed to another custodian")
+    node = nodes.get(request.node_key)
+    if node is None:
+        raise Refusal(RefusalCode.NODE_NOT_ENROLLED, "this node is not enrolled here")
+    try:
+        public = decode_node_key(request.node_key)
+        signed = verify_signature(public, unb64(signature), canonical(request))
+    except (KeyFormatError, ValueError):
+        signed = False
+    if not signed:
+        raise Refusal(RefusalCode.BAD_SIGNATURE, "the request's signature does not verify")
+    if abs(now_ms - request.issued_at_ms) > FRESHNESS_SECONDS * 1000:
         raise Refusal(RefusalCode.STALE, "the request is not fresh; check the node's clock")
-    if nonce in seen_nonces:
+    if request.nonce in seen_nonces:
         raise Refusal(RefusalCode.REPLAYED, "this request was already answered once")
+    return node
+
+
+def _wrong_dc(node: EnrolledNode) -> Refusal:
+    return Refusal(RefusalCode.WRONG_PURPOSE, f"this node is enrolled for DC {node.dc} only")
 
 
 def _names(ordered: str, subject: str, resolved_user: int | None) -> bool:
     """Whether an order's subject is this record's user: a user id must be it exactly; a
     @username or phone number must be what the requesting node resolved it to (a custodian
     holds no directory, so that mapping is the node's claim)."""
-    if ordered.startswith("user:"):
-        return ordered == subject
-    if ordered.startswith(("@", "+")):
-        return resolved_user is not None and f"user:{resolved_user}" == subject
-    return False
+    match subject_kind(ordered):
+        case "user":
+            return ordered == subject
+        case "username" | "phone":
+            return resolved_user is not None and f"user:{resolved_user}" == subject
+        case _:
+            return False
 
 
 def check_unseal(
@@ -115,21 +175,16 @@ def check_unseal(
     now_ms: int,
 ) -> EnrolledNode:
     """Return the enrolled node if this unseal request may be granted, else raise Refusal."""
-    if request.custodian != custodian_id:
-        raise Refusal(RefusalCode.WRONG_CUSTODIAN, "the request is addressed to another custodian")
-    node = nodes.get(request.node_key)
-    if node is None:
-        raise Refusal(RefusalCode.NODE_NOT_ENROLLED, "this node is not enrolled here")
-    try:
-        public = decode_node_key(request.node_key)
-        signed = verify_signature(public, unb64(signature), canonical(request))
-    except (KeyFormatError, ValueError):
-        signed = False
-    if not signed:
-        raise Refusal(RefusalCode.BAD_SIGNATURE, "the request's signature does not verify")
-    _fresh(request.issued_at_ms, request.nonce, now_ms, seen_nonces)
+    node = _signed_by_enrolled_node(
+        request,
+        signature,
+        custodian_id=custodian_id,
+        nodes=nodes,
+        seen_nonces=seen_nonces,
+        now_ms=now_ms,
+    )
     if request.dc != node.dc:
-        raise Refusal(RefusalCode.WRONG_PURPOSE, f"this node is enrolled for DC {node.dc} only")
+        raise _wrong_dc(node)
     if envelope.purpose != DC_KEY_PURPOSE or envelope.owner != dc_key_owner(node.dc):
         raise Refusal(RefusalCode.WRONG_PURPOSE, "a node may only unseal its own DC's key")
     return node
@@ -137,18 +192,30 @@ def check_unseal(
 
 def check_disclose(
     request: DiscloseRequest,
+    signature: str,
     envelope: Envelope,
     *,
     custodian_id: str,
     jurisdiction: str,
+    nodes: Mapping[str, EnrolledNode],
     courts: Mapping[str, Court],
+    order_users: Mapping[str, int],
     seen_nonces: Collection[str],
     now_ms: int,
-) -> str:
-    """Return the subject ("user:<n>") if this disclosure may be granted, else raise Refusal."""
-    if request.custodian != custodian_id:
-        raise Refusal(RefusalCode.WRONG_CUSTODIAN, "the request is addressed to another custodian")
-    _fresh(request.issued_at_ms, request.nonce, now_ms, seen_nonces)
+) -> Disclosure:
+    """Return what may be disclosed to whom, else raise Refusal.
+
+    ``order_users`` maps an ``order_digest`` to the one user an order by @username or phone
+    number was already granted for; the caller must record a grant's binding (``binds``).
+    """
+    node = _signed_by_enrolled_node(
+        request,
+        signature,
+        custodian_id=custodian_id,
+        nodes=nodes,
+        seen_nonces=seen_nonces,
+        now_ms=now_ms,
+    )
     if envelope.purpose != IDENTITY_PURPOSE:
         raise Refusal(
             RefusalCode.WRONG_PURPOSE, "only identity records can be disclosed; never keys"
@@ -156,6 +223,8 @@ def check_disclose(
     owner = _IDENTITY_OWNER.match(envelope.owner)
     if owner is None or owner.group(3) not in DISCLOSABLE_FIELDS:
         raise Refusal(RefusalCode.WRONG_PURPOSE, "this envelope is not a disclosable record")
+    if owner.group(1) != node.dc:
+        raise _wrong_dc(node)
     signed = request.order
     if signed is None:
         raise Refusal(RefusalCode.NO_ORDER, "a disclosure needs a court order")
@@ -181,12 +250,16 @@ def check_disclose(
             RefusalCode.CATEGORY_NOT_PERMITTED,
             f"only orders of the {PERMITTED_CATEGORY} category permit disclosure",
         )
-    subject = f"user:{owner.group(2)}"
-    if not _names(order.subject, subject, request.resolved_user):
+    user_id = int(owner.group(2))
+    if not _names(order.subject, f"user:{owner.group(2)}", request.resolved_user):
         raise Refusal(RefusalCode.SUBJECT_MISMATCH, "the order names another subject")
+    digest = order_digest(signed)
+    binds = subject_kind(order.subject) in RESOLVED_KINDS
+    if binds and order_users.get(digest, user_id) != user_id:
+        raise Refusal(RefusalCode.SUBJECT_MISMATCH, "this order was already used for another user")
     if owner.group(3) not in order.fields:
         raise Refusal(RefusalCode.FIELD_NOT_PERMITTED, "the order does not name this field")
-    return subject
+    return Disclosure(node=node, user_id=user_id, order=digest, binds=binds)
 
 
 __all__ = [
@@ -194,7 +267,9 @@ __all__ = [
     "DISCLOSABLE_FIELDS",
     "IDENTITY_PURPOSE",
     "PERMITTED_CATEGORY",
+    "RESOLVED_KINDS",
     "Court",
+    "Disclosure",
     "EnrolledNode",
     "Refusal",
     "RefusalCode",
@@ -202,4 +277,5 @@ __all__ = [
     "check_unseal",
     "dc_key_owner",
     "identity_owner",
+    "subject_kind",
 ]

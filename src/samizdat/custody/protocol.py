@@ -1,8 +1,10 @@
 """What nodes and custodians say to each other: strict pydantic models and canonical bytes.
 
-A request travels as ``{"request": {...}, "signature": "..."}``. The signed bytes are the
-request's canonical JSON (sorted keys, orjson), recomputed on receipt from the parsed model,
-so whitespace or key order on the wire changes nothing. An answer names the custodian and
+A request (unseal or disclose) travels as ``{"request": {...}, "signature": "..."}``, signed by
+the enrolled DC node it names (``node_key``). The signed bytes are the request's canonical JSON
+(sorted keys, orjson, ``kind`` included, so an unseal signature never passes for a disclosure),
+recomputed on receipt from the parsed model, so whitespace or key order on the wire changes
+nothing. An answer names the custodian and
 carries the share sealed to the requester's one-time key, signed by the custodian over
 ``"samizdat/v1/answer" ‖ SHA-256(request) ‖ grant``.
 """
@@ -65,10 +67,12 @@ class CourtOrder(Strict):
 
 
 class DiscloseRequest(Strict):
-    """Someone presenting a court order asks for this custodian's share of one record."""
+    """A node of the record's DC, presenting a court order, asks for this custodian's share
+    of one record."""
 
     kind: Literal["disclose"] = "disclose"
     custodian: Ident
+    node_key: Annotated[str, StringConstraints(max_length=64)]
     envelope: B64
     requester_key: B64
     nonce: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{22}$")]
@@ -76,8 +80,14 @@ class DiscloseRequest(Strict):
     order: CourtOrder | None = None
     #: For an order naming its subject by @username or phone number: the user id the
     #: requesting node found for it. A custodian holds no directory to check that claim; it
-    #: checks that the record is that user's (its audit log names the record's user).
+    #: checks that the record is that user's, and binds the order to the first user it was
+    #: granted for, so one order never opens two users' records.
     resolved_user: Annotated[int, Field(ge=0, lt=2**63)] | None = None
+
+
+class SignedDisclose(Strict):
+    request: DiscloseRequest
+    signature: B64
 
 
 class Answer(Strict):
@@ -105,6 +115,11 @@ def request_digest(request: UnsealRequest | DiscloseRequest) -> bytes:
     return digest(canonical(request))
 
 
+def order_digest(order: CourtOrder) -> str:
+    """SHA-256 (hex) of the court-signed body: what names one order in bindings and logs."""
+    return digest(canonical(order.order)).hex()
+
+
 def answer_message(request: UnsealRequest | DiscloseRequest, grant: bytes) -> bytes:
     return ANSWER_PREFIX + request_digest(request) + grant
 
@@ -118,11 +133,13 @@ __all__ = [
     "CustodianInfo",
     "DiscloseRequest",
     "Refused",
+    "SignedDisclose",
     "SignedUnseal",
     "UnsealRequest",
     "answer_message",
     "b64",
     "canonical",
+    "order_digest",
     "request_digest",
     "unb64",
 ]

@@ -25,10 +25,11 @@ from typing import Literal, Protocol
 
 import orjson
 
+from samizdat.crypto.custody_keys import NodeKey
 from samizdat.crypto.threshold import Envelope, EnvelopeError
 from samizdat.custody.node import CustodianRef, NotEnoughShares, disclose_record
 from samizdat.custody.protocol import CourtOrder
-from samizdat.legal.orders import Subject
+from samizdat.legal.orders import Subject, body_digest
 from samizdat.legal.review import CaseReview, RefusalReason, reason_text
 from samizdat.transparency.records import LeafRecord
 
@@ -67,13 +68,36 @@ class IdentityRecords(Protocol):
         """A DC's threshold and custodians."""
         ...
 
+    def node_key(self, dc: str) -> NodeKey:
+        """This node's key for a DC: custodians answer only requests it signs."""
+        ...
+
 
 class RequestBook(Protocol):
-    """Where outcomes go: the public log (a leaf) and the operator's list of requests."""
+    """Where outcomes go: the public log (a leaf) and the operator's list of requests; and
+    which orders already led to a disclosure (each order opens records once)."""
 
     async def record(self, outcome: CaseOutcome, leaf: LeafRecord) -> int:
         """Store both; return the leaf's index in the transparency log."""
         ...
+
+    async def used(self, digests: Sequence[str]) -> set[str]:
+        """Which of these order digests were used by a granted case."""
+        ...
+
+    async def use(self, digests: Sequence[str]) -> None:
+        """Mark them used (durably, before anything is disclosed)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """What the policy in force says beyond the review: how far back IP records go, how many
+    distinct jurisdictions a disclosure needs, and the categories the log may name."""
+
+    ip_window_days: int
+    required: int
+    categories: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,20 +167,18 @@ class LegalDesk:
         self.clock = clock
         self._lock = asyncio.Lock()
 
-    async def decide(
-        self, reviews: Sequence[CaseReview], *, ip_window_days: int
-    ) -> list[CaseOutcome]:
-        """Carry out reviewed cases (``review.review_submission``): disclose where allowed
-        (IP records of the last ``ip_window_days``), and record every outcome."""
+    async def decide(self, reviews: Sequence[CaseReview], terms: Terms) -> list[CaseOutcome]:
+        """Carry out reviewed cases (``review.review_submission``): disclose where allowed,
+        and record every outcome."""
         async with self._lock:
-            return [await self._decide(review, ip_window_days) for review in reviews]
+            return [await self._decide(review, terms) for review in reviews]
 
-    async def _decide(self, review: CaseReview, ip_window_days: int) -> CaseOutcome:
+    async def _decide(self, review: CaseReview, terms: Terms) -> CaseOutcome:
         outcome = CaseOutcome(
             case=review.case,
             jurisdictions=tuple(sorted({v.jurisdiction for v in review.verdicts})),
             courts=tuple(sorted({v.court for v in review.verdicts})),
-            category=_category(review),
+            category=_category(review, terms.categories),
             outcome="refused",
             reason=review.refusal,
             detail=review.refusal_text or "",
@@ -167,7 +189,7 @@ class LegalDesk:
         )
         if review.refusal is None:
             try:
-                outcome.disclosure = await self._disclose(review, ip_window_days)
+                outcome.disclosure = await self._disclose(review, terms)
             except CaseRefused as refused:
                 outcome.reason, outcome.detail = refused.reason, refused.detail
                 outcome.custodians = refused.custodians
@@ -185,12 +207,15 @@ class LegalDesk:
         outcome.leaf_index = await self.book.record(outcome, leaf)
         return outcome
 
-    async def _disclose(self, review: CaseReview, ip_window_days: int) -> Disclosure:
+    async def _disclose(self, review: CaseReview, terms: Terms) -> Disclosure:
         subject = review.subject
         if subject is None:  # the review refuses every case without exactly one subject
             raise CaseRefused(
                 RefusalReason.SUBJECT_MISMATCH, reason_text(RefusalReason.SUBJECT_MISMATCH)
             )
+        digests = [body_digest(order) for order in review.valid]
+        if await self.book.used(digests):
+            raise CaseRefused(RefusalReason.ALREADY_USED, reason_text(RefusalReason.ALREADY_USED))
         where = await self.records.locate(subject)
         if where is None:
             raise CaseRefused(
@@ -198,16 +223,19 @@ class LegalDesk:
             )
         threshold, keepers = self.records.keepers(where.dc)
         orders = _orders_for(keepers, review.valid)
-        if len(orders) < threshold:
-            places = ", ".join(sorted({k.jurisdiction for k in keepers}))
+        covered = {k.jurisdiction for k in keepers if k.ref.custodian_id in orders}
+        if len(orders) < threshold or len(covered) < max(threshold, terms.required):
+            # The same words as a case short of jurisdictions in the review: a court of a
+            # country that keeps nothing of this account learns nothing of where it is.
             raise CaseRefused(
                 RefusalReason.TOO_FEW_JURISDICTIONS,
-                f"the records are kept by custodians in {places}: orders of courts of "
-                f"{threshold} of those jurisdictions are needed",
+                reason_text(RefusalReason.TOO_FEW_JURISDICTIONS),
             )
+        await self.book.use(digests)
         asked = [k.ref for k in keepers if k.ref.custodian_id in orders]
+        node_key = self.records.node_key(where.dc)
         resolved = None if subject.kind == "user_id" else where.user_id
-        since = self.clock() - ip_window_days * DAY_SECONDS
+        since = self.clock() - terms.ip_window_days * DAY_SECONDS
 
         async def open_all(field_name: str) -> list[bytes]:
             opened = []
@@ -215,7 +243,11 @@ class LegalDesk:
                 try:
                     envelope = Envelope.from_bytes(sealed)
                     plain, _ = await disclose_record(
-                        envelope, orders=orders, custodians=asked, resolved_user=resolved
+                        envelope,
+                        orders=orders,
+                        custodians=asked,
+                        resolved_user=resolved,
+                        node_key=node_key,
                     )
                 except NotEnoughShares as exc:
                     said = [f"{o.custodian_id}: {o.detail}" for o in exc.outcomes]
@@ -238,14 +270,15 @@ class LegalDesk:
         return Disclosure(subject.text, where.user_id, phone, ips)
 
 
-def _category(review: CaseReview) -> str:
-    """The case's category as the log can show it: one order category, "mixed" for several,
-    "other" for one that is not a plain lower-case word (the log holds no free text)."""
+def _category(review: CaseReview, known: frozenset[str]) -> str:
+    """The case's category as the public log may show it: one of ``known`` (the policy's
+    categories), "mixed" for several, else "other". Never the order's own words: anyone can
+    submit an order, and the log is public and permanent."""
     stated = {v.category.strip().lower() for v in review.verdicts}
     if len(stated) != 1:
         return "mixed"
     (category,) = stated
-    return category if _PLAIN_WORD.fullmatch(category) else "other"
+    return category if category in known and _PLAIN_WORD.fullmatch(category) else "other"
 
 
 def _orders_for(keepers: Sequence[Keeper], valid: Sequence[CourtOrder]) -> dict[str, CourtOrder]:
@@ -259,8 +292,11 @@ def _orders_for(keepers: Sequence[Keeper], valid: Sequence[CourtOrder]) -> dict[
 
 
 def _ip_record(raw: bytes) -> IpRecord:
-    record = orjson.loads(raw)
-    return IpRecord(ip=str(record["ip"]), at=_iso(float(record["at"])))
+    try:
+        record = orjson.loads(raw)
+        return IpRecord(ip=str(record["ip"]), at=_iso(float(record["at"])))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError):
+        return IpRecord(ip="(unreadable record)", at="")
 
 
 __all__ = [
@@ -272,4 +308,5 @@ __all__ = [
     "LegalDesk",
     "Located",
     "RequestBook",
+    "Terms",
 ]

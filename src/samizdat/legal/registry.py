@@ -20,9 +20,9 @@ from pathlib import Path
 import orjson
 
 from samizdat.core.jurisdictions import KNOWN_JURISDICTIONS
-from samizdat.crypto.custody_keys import KeyFormatError, b64
+from samizdat.crypto.custody_keys import KeyFormatError
 from samizdat.crypto.private_files import write_private
-from samizdat.crypto.signing_keys import decode_public_key
+from samizdat.crypto.signing_keys import decode_public_key, encode_public_key
 
 #: Where the server keeps the registry, relative to its data directory.
 REGISTRY_FILE = Path("legal") / "courts.json"
@@ -47,7 +47,7 @@ class RegisteredCourt:
 
     @property
     def public_text(self) -> str:
-        return b64(self.public_key)
+        return encode_public_key(self.public_key)
 
 
 def check_jurisdiction(code: str) -> str:
@@ -125,7 +125,7 @@ class CourtRegistry:
     def save(self, path: Path) -> None:
         """Write the registry to ``path`` atomically (mode 0600, its directory 0700 if new)."""
         data = {
-            jurisdiction: {name: b64(key) for name, key in sorted(courts.items())}
+            jurisdiction: {name: encode_public_key(key) for name, key in sorted(courts.items())}
             for jurisdiction, courts in sorted(self._courts.items())
             if courts
         }

@@ -55,6 +55,7 @@ class RefusalReason(StrEnum):
     TOO_FEW_JURISDICTIONS = "TOO_FEW_JURISDICTIONS"
     SUBJECT_NOT_FOUND = "SUBJECT_NOT_FOUND"
     CUSTODIANS_REFUSED = "CUSTODIANS_REFUSED"
+    ALREADY_USED = "ALREADY_USED"
 
 
 _REASON_TEXT = {
@@ -85,12 +86,16 @@ _REASON_TEXT = {
     RefusalReason.SUBJECT_MISMATCH: "The orders of the case name different subjects.",
     RefusalReason.DUPLICATE: "The same order was submitted more than once.",
     RefusalReason.TOO_FEW_JURISDICTIONS: (
-        "The case has valid orders from too few distinct jurisdictions; several orders from "
-        "one jurisdiction count as one."
+        "The case has valid orders from too few distinct jurisdictions, counting only those "
+        "whose custodians keep the records; several orders from one jurisdiction count as one."
     ),
     RefusalReason.SUBJECT_NOT_FOUND: "No account matches the subject of the orders.",
     RefusalReason.CUSTODIANS_REFUSED: (
         "Too few key custodians accepted the orders, so the record stays sealed."
+    ),
+    RefusalReason.ALREADY_USED: (
+        "These orders already led to a disclosure; an order opens records once. A further "
+        "disclosure needs new orders."
     ),
 }
 
@@ -162,8 +167,11 @@ def check_order(
     (``DisclosurePolicy.recognised_for``); ``now_ms`` is the caller's clock.
     """
     body = order.order
-    if _subject_of(order) is None or not body.fields or body.expires_at_ms <= body.issued_at_ms:
+    subject = _subject_of(order)
+    if subject is None or not body.fields or body.expires_at_ms <= body.issued_at_ms:
         return RefusalReason.MALFORMED
+    if subject.kind == "user_id" and subject.text != body.subject:
+        return RefusalReason.MALFORMED  # custodians compare a user id exactly: "user:<n>"
     if body.jurisdiction not in recognised:
         return RefusalReason.UNRECOGNISED_JURISDICTION
     public_key = registry.key_of(body.jurisdiction, body.court)

@@ -28,7 +28,7 @@ from samizdat.custody.client import (
     InProcessCustodianClient,
 )
 from samizdat.custody.node import CustodianRef
-from samizdat.custody.protocol import Answer, CustodianInfo, DiscloseRequest, SignedUnseal
+from samizdat.custody.protocol import Answer, CustodianInfo, SignedDisclose, SignedUnseal
 from samizdat.custody.service import Custodian, CustodianStateError
 from samizdat.server.settings import ConfigError, ServerSettings
 from samizdat.server.topology import CustodianSettings, DcSettings
@@ -68,8 +68,8 @@ class MissingCustodian:
     async def unseal(self, signed: SignedUnseal) -> Answer:
         return await self._client().unseal(signed)
 
-    async def disclose(self, request: DiscloseRequest) -> Answer:
-        return await self._client().disclose(request)
+    async def disclose(self, signed: SignedDisclose) -> Answer:
+        return await self._client().disclose(signed)
 
     async def info(self) -> CustodianInfo:
         return await self._client().info()

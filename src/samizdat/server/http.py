@@ -28,7 +28,9 @@ def error_response(exc: SamizdatError) -> Response:
     return _json({"error": exc.to_wire()}, HTTP_STATUS[exc.code])
 
 
-async def _body(request: Request, limit: int) -> dict[str, Any]:
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The request body, refused (PAYLOAD_TOO_LARGE) as soon as it passes ``limit`` bytes,
+    so an oversized body is never held in memory whole."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ProtocolError(
@@ -41,6 +43,11 @@ async def _body(request: Request, limit: int) -> dict[str, Any]:
             raise ProtocolError(
                 f"body exceeds the {limit}-byte limit", code=ErrorCode.PAYLOAD_TOO_LARGE
             )
+    return raw
+
+
+async def _body(request: Request, limit: int) -> dict[str, Any]:
+    raw = await read_capped(request, limit)
     if not raw.strip():
         return {}
     try:
@@ -139,4 +146,4 @@ def install_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-__all__ = ["add_rpc_routes", "bearer_token", "error_response", "install_openapi"]
+__all__ = ["add_rpc_routes", "bearer_token", "error_response", "install_openapi", "read_capped"]

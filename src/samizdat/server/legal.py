@@ -20,15 +20,17 @@ from sqlalchemy import insert, select
 from samizdat.core.ids import UserId
 from samizdat.core.phone import parse_phone
 from samizdat.core.rules import normalize_username
+from samizdat.crypto.custody_keys import NodeKey
 from samizdat.crypto.signing_keys import SigningKey
-from samizdat.legal.intake import CaseOutcome, Keeper, Located
+from samizdat.legal.intake import CaseOutcome, Keeper, Located, Terms
 from samizdat.legal.orders import Subject
 from samizdat.legal.policy import DisclosurePolicy, load_policy
 from samizdat.legal.registry import CourtRegistry
 from samizdat.protocol.errors import SamizdatError
 from samizdat.server.placement import DcRouter, ServedDc
 from samizdat.server.settings import ServerSettings
-from samizdat.store.tables import legal_requests
+from samizdat.store.database import StoreConflict
+from samizdat.store.tables import legal_requests, legal_used_orders
 from samizdat.store.transparency import TransparencyStore
 from samizdat.transparency.records import LeafRecord, encode_leaf
 
@@ -37,6 +39,7 @@ LEGAL_DIR = "legal"
 REGISTRY_FILE = "courts.json"
 POLICY_FILE = "policy.yaml"
 LOG_KEY_FILE = "transparency.key"
+APPEND_ATTEMPTS = 3
 
 
 def legal_dir(settings: ServerSettings) -> Path:
@@ -65,6 +68,10 @@ class Rules:
     recognised: frozenset[str]
     required: int
     ip_window_days: int
+
+    @property
+    def terms(self) -> Terms:
+        return Terms(self.ip_window_days, self.required, frozenset(self.policy.categories))
 
 
 def load_rules(settings: ServerSettings) -> Rules:
@@ -117,6 +124,9 @@ class RouterRecords:
     async def sealed(self, where: Located, field: str, since: float) -> list[bytes]:
         return await self.by_id[where.dc].store.identity.sealed_of(where.user_id, field, since)
 
+    def node_key(self, dc: str) -> NodeKey:
+        return self.by_id[dc].keeper.node_key
+
     def keepers(self, dc: str) -> tuple[int, list[Keeper]]:
         served = self.by_id[dc]
         keepers = [Keeper(ref, self.places[ref.custodian_id]) for ref in served.keeper.custodians]
@@ -132,7 +142,13 @@ class SqlRequestBook:
 
     async def record(self, outcome: CaseOutcome, leaf: LeafRecord) -> int:
         now = time.time()
-        index, _ = await self.log.append(encode_leaf(leaf), sign=self.key.sign, now=now)
+        for attempt in range(APPEND_ATTEMPTS):
+            try:
+                index, _ = await self.log.append(encode_leaf(leaf), sign=self.key.sign, now=now)
+                break
+            except StoreConflict:  # another node took the index: the next one is free
+                if attempt == APPEND_ATTEMPTS - 1:
+                    raise
         async with self.log.db.write() as conn:
             await conn.execute(
                 insert(legal_requests).values(
@@ -152,6 +168,18 @@ class SqlRequestBook:
             extra={"outcome": outcome.outcome, "reason": str(outcome.reason), "leaf": index},
         )
         return index
+
+    async def used(self, digests: Sequence[str]) -> set[str]:
+        query = select(legal_used_orders.c.digest).where(legal_used_orders.c.digest.in_(digests))
+        async with self.log.db.read() as conn:
+            return {row[0] for row in await conn.execute(query)}
+
+    async def use(self, digests: Sequence[str]) -> None:
+        now = time.time()
+        async with self.log.db.write() as conn:
+            await conn.execute(
+                insert(legal_used_orders), [{"digest": d, "used_at": now} for d in digests]
+            )
 
     async def requests(self, limit: int = 1000) -> list[dict[str, object]]:
         """The newest requests first, as the operator lists them."""

@@ -29,9 +29,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from samizdat.core.ratelimit import KeyedLimiter
-from samizdat.crypto.custody_keys import b64
-from samizdat.crypto.signing_keys import SigningKey
+from samizdat.crypto.signing_keys import SigningKey, encode_public_key
 from samizdat.crypto.tokens import AdminToken
+from samizdat.custody.protocol import CourtOrder
 from samizdat.legal.intake import CaseOutcome, LegalDesk
 from samizdat.legal.orders import OrderFormatError, parse_order
 from samizdat.legal.policy import policy_summary
@@ -43,7 +43,7 @@ from samizdat.protocol.errors import (
     SamizdatError,
     Unavailable,
 )
-from samizdat.server.http import bearer_token, error_response
+from samizdat.server.http import bearer_token, error_response, read_capped
 from samizdat.server.legal import RouterRecords, Rules, SqlRequestBook, load_rules
 from samizdat.server.placement import DcRouter, ServedDc
 from samizdat.server.settings import ServerSettings
@@ -52,7 +52,7 @@ from samizdat.store.transparency import TransparencyStore
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 512 * 1024
-MAX_ORDERS = 32
+MAX_ORDERS = 16  # a leaf names at most 16 jurisdictions
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -69,12 +69,8 @@ def outcome_json(outcome: CaseOutcome) -> dict[str, Any]:
     return body
 
 
-async def _orders_of(request: Request) -> list[Any]:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise ProtocolError(
-            f"the body exceeds {MAX_BODY_BYTES} bytes", code=ErrorCode.PAYLOAD_TOO_LARGE
-        )
+async def _orders_of(request: Request) -> list[CourtOrder]:
+    raw = await read_capped(request, MAX_BODY_BYTES)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -189,9 +185,11 @@ def add_legal_routes(
 
     async def submit(request: Request) -> Response:
         try:
-            if settings.limits.rate_limits:
-                limiter.check(request.client.host if request.client else "", time.monotonic())
             orders = await _orders_of(request)
+            if settings.limits.rate_limits:  # one unit per case: each is a log entry
+                cases = len({order.order.case for order in orders})
+                address = request.client.host if request.client else ""
+                limiter.check(address, time.monotonic(), cost=min(cases, limiter.burst))
             rules = _rules(settings)
             reviews = review_submission(
                 orders,
@@ -201,7 +199,7 @@ def add_legal_routes(
                 required=rules.required,
                 now_ms=int(desk.clock() * 1000),
             )
-            outcomes = await desk.decide(reviews, ip_window_days=rules.ip_window_days)
+            outcomes = await desk.decide(reviews, rules.terms)
         except SamizdatError as exc:
             return error_response(exc)
         return _json({"cases": [outcome_json(o) for o in outcomes]})
@@ -212,7 +210,9 @@ def add_legal_routes(
         except SamizdatError as exc:
             return error_response(exc)
         head = await transparency().head()
-        shown = None if head is None else {**head.model_dump(), "log_key": b64(log_key)}
+        shown = (
+            None if head is None else {**head.model_dump(), "log_key": encode_public_key(log_key)}
+        )
         info = operator_info(settings, rules, shown)
         wants_json = "application/json" in request.headers.get("accept", "")
         if wants_json or request.query_params.get("format") == "json":

@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from samizdat.crypto.custody_keys import b64
+from samizdat.crypto.signing_keys import encode_public_key
 from samizdat.protocol.errors import ErrorCode, InternalError, ProtocolError, SamizdatError
 from samizdat.server.http import error_response
 from samizdat.store.transparency import TransparencyStore
@@ -111,7 +112,7 @@ def add_transparency_routes(
 ) -> None:
     """Serve the log held by ``store_of()`` (called per request, so the caller may swap
     stores) whose heads ``public_key`` (raw Ed25519) signs."""
-    log_key = b64(public_key)
+    log_key = encode_public_key(public_key)
 
     def endpoint(
         work: Callable[[Request, TransparencyStore], Awaitable[Response]],

@@ -316,4 +316,13 @@ legal_requests = Table(
     sqlite_autoincrement=True,
 )
 
-__all__ += ["legal_requests", "transparency_heads", "transparency_leaves"]
+# Orders (by the SHA-256 of their signed body) that led to a disclosure: each opens records
+# once, so whoever holds a granted case's orders cannot have them served again.
+legal_used_orders = Table(
+    "legal_used_orders",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("used_at", Float, nullable=False),
+)
+
+__all__ += ["legal_requests", "legal_used_orders", "transparency_heads", "transparency_leaves"]

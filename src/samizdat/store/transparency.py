@@ -60,18 +60,21 @@ class TransparencyStore:
 
         Raises:
             StoreConflict: a concurrent append (another node) took the index; nothing was kept.
-            InternalError: the stored indices have a gap, i.e. the log was damaged.
+            InternalError: the stored indices have a gap, or the stored leaves are not the
+                ones the last head signed, i.e. the log was damaged: nothing is signed.
         """
         async with self.db.write() as conn:
             stored = (
                 await conn.execute(
-                    select(transparency_leaves.c.idx, transparency_leaves.c.leaf_hash).order_by(
+                    select(transparency_leaves.c.idx, transparency_leaves.c.leaf).order_by(
                         transparency_leaves.c.idx
                     )
                 )
             ).all()
             if stored and stored[-1].idx != len(stored) - 1:
                 raise InternalError(debug_context={"leaves": len(stored), "last": stored[-1].idx})
+            hashes = [leaf_hash(bytes(row.leaf)) for row in stored]
+            await self._check_signed(conn, hashes)
             index = len(stored)
             digest = leaf_hash(leaf)
             await conn.execute(
@@ -79,7 +82,7 @@ class TransparencyStore:
                     idx=index, leaf=leaf, leaf_hash=digest, appended_at=now
                 )
             )
-            root = root_hash([bytes(row.leaf_hash) for row in stored] + [digest])
+            root = root_hash([*hashes, digest])
             head = sign_head(index + 1, int(now * 1000), root, sign)
             await conn.execute(
                 insert(transparency_heads).values(
@@ -90,6 +93,18 @@ class TransparencyStore:
                 )
             )
         return index, head
+
+    @staticmethod
+    async def _check_signed(conn: Any, hashes: list[bytes]) -> None:
+        """Refuse to sign over a history that is not the one last signed: the root of the
+        stored leaves (hashed afresh, not their stored hashes) must be the last head's. A
+        rewritten or edited log is then never signed again, and stays visible to clients."""
+        query = select(transparency_heads.c.root_hash).where(
+            transparency_heads.c.tree_size == len(hashes)
+        )
+        last = (await conn.execute(query)).scalar_one_or_none() if hashes else None
+        if hashes and (last is None or bytes(last) != root_hash(hashes)):
+            raise InternalError(debug_context={"transparency_log": "stored leaves changed"})
 
     async def head(self) -> TreeHead | None:
         """The latest signed head, or None while the log is empty."""

@@ -1,4 +1,5 @@
-"""A custodian on a fresh state directory, and a node enrolled with it for DC ``local``."""
+"""A custodian on a fresh state directory, and a node enrolled with it for DC ``local``: the
+node that signs ``disclose_request``s by default."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 from samizdat.crypto.custody_keys import NodeKey
 from samizdat.custody.service import Custodian
-from tests.custody_requests import CUSTODIAN, DC
+from tests.custody_requests import CUSTODIAN, DC, NODE
 
 
 @pytest.fixture
@@ -17,7 +18,6 @@ def custodian(tmp_path: Path) -> Custodian:
 
 
 @pytest.fixture
-def node(tmp_path: Path, custodian: Custodian) -> NodeKey:
-    key = NodeKey.load_or_create(tmp_path / "node.key")
-    custodian.enroll_node(key.encoded(), DC)
-    return key
+def node(custodian: Custodian) -> NodeKey:
+    custodian.enroll_node(NODE.encoded(), DC)
+    return NODE

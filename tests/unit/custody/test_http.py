@@ -18,6 +18,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,12 +28,14 @@ from samizdat.crypto.custody_keys import CustodianPublic, NodeKey
 from samizdat.custody.audit import AuditError, verify_log
 from samizdat.custody.client import CustodianUnreachable, HttpCustodianClient
 from samizdat.custody.http import custodian_app
-from samizdat.custody.node import CustodianRef, unseal_dc_key
+from samizdat.custody.node import CustodianRef, disclose_record, unseal_dc_key
 from samizdat.custody.policy import Refusal, RefusalCode
 from samizdat.custody.protocol import (
     MAX_REQUEST_BYTES,
     Answer,
     CustodianInfo,
+    DiscloseRequest,
+    SignedDisclose,
     SignedUnseal,
     answer_message,
     b64,
@@ -44,10 +47,12 @@ from tests.custody_requests import (
     DAY_MS,
     DC,
     DC_KEY,
+    NODE,
     CourtKey,
     dc_key_envelope,
     disclose_request,
     identity_envelope,
+    signed_by,
     signed_unseal,
 )
 
@@ -84,12 +89,17 @@ def good_unseal(custodian: Custodian, node: NodeKey) -> dict[str, Any]:
     return signed.model_dump(mode="json")
 
 
-def good_disclose(custodian: Custodian, court: CourtKey) -> dict[str, Any]:
+def good_disclose(
+    custodian: Custodian, court: CourtKey, *, with_order: bool = True
+) -> dict[str, Any]:
+    """A disclosure request signed by ``NODE`` (the ``node`` fixture enrols it)."""
     custodians = {CUSTODIAN: public(custodian)}
     envelope = identity_envelope(DC, 1, "phone", b"+999661234567", custodians, threshold=1)
     order = court.order(issued_at_ms=now_ms() - DAY_MS, expires_at_ms=now_ms() + DAY_MS)
-    request = disclose_request(envelope, order, custodian=CUSTODIAN, issued_at_ms=now_ms())
-    return request.model_dump(mode="json")
+    signed = disclose_request(
+        envelope, order if with_order else None, custodian=CUSTODIAN, issued_at_ms=now_ms()
+    )
+    return signed.model_dump(mode="json")
 
 
 async def post(
@@ -152,16 +162,15 @@ async def test_a_refusal_is_403_with_its_code_and_message(
 
 
 async def test_a_disclosure_without_an_order_is_403_no_order(
-    http: httpx.AsyncClient, custodian: Custodian, court: CourtKey
+    http: httpx.AsyncClient, custodian: Custodian, node: NodeKey, court: CourtKey
 ) -> None:
-    body = good_disclose(custodian, court)
-    body["order"] = None
+    body = good_disclose(custodian, court, with_order=False)
     response = await post(http, custodian, "/v1/disclose", orjson.dumps(body))
     assert (response.status_code, response.json()["code"]) == (403, "NO_ORDER")
 
 
 async def test_a_good_disclosure_is_answered_200(
-    http: httpx.AsyncClient, custodian: Custodian, court: CourtKey
+    http: httpx.AsyncClient, custodian: Custodian, node: NodeKey, court: CourtKey
 ) -> None:
     body = good_disclose(custodian, court)
     response = await post(http, custodian, "/v1/disclose", orjson.dumps(body))
@@ -171,6 +180,42 @@ async def test_a_good_disclosure_is_answered_200(
 
 def _with(body: dict[str, Any], key: str, value: object) -> dict[str, Any]:
     return {**body, "request": {**body["request"], key: value}}
+
+
+@pytest.mark.parametrize(
+    "unsigned",
+    [
+        lambda body: body["request"],
+        lambda body: {"request": body["request"]},
+        lambda body: {**body, "signature": None},
+    ],
+    ids=["bare-request", "no-signature", "null-signature"],
+)
+async def test_a_disclosure_without_a_signature_is_400_malformed(
+    http: httpx.AsyncClient,
+    custodian: Custodian,
+    node: NodeKey,
+    court: CourtKey,
+    unsigned: Callable[[dict[str, Any]], dict[str, Any]],
+) -> None:
+    body = unsigned(good_disclose(custodian, court))
+
+    response = await post(http, custodian, "/v1/disclose", orjson.dumps(body))
+
+    assert (response.status_code, response.json()["code"]) == (400, "MALFORMED")
+    entry = custodian.audit.entries()[-1]
+    assert (entry.kind, entry.outcome) == ("disclose", "refused")
+
+
+async def test_a_disclosure_signed_by_another_key_is_403_bad_signature(
+    http: httpx.AsyncClient, custodian: Custodian, node: NodeKey, court: CourtKey, tmp_path: Path
+) -> None:
+    good = SignedDisclose.model_validate_json(orjson.dumps(good_disclose(custodian, court)))
+    forged = signed_by(NodeKey.load_or_create(tmp_path / "forger.key"), good.request)
+
+    response = await post(http, custodian, "/v1/disclose", forged.model_dump_json().encode())
+
+    assert (response.status_code, response.json()["code"]) == (403, "BAD_SIGNATURE")
 
 
 @pytest.mark.parametrize(
@@ -284,6 +329,7 @@ FIELDS = st.sampled_from(
         "nonce",
         "issued_at_ms",
         "order",
+        "resolved_user",
         "request",
         "signature",
     ]
@@ -307,10 +353,11 @@ WELL_TYPED = {
     "order.fields": st.lists(st.sampled_from(["phone", "ip", "email"]), max_size=3),
     "order.issued_at_ms": TIMES,
     "order.expires_at_ms": TIMES,
+    "resolved_user": st.none() | st.integers(min_value=0, max_value=2**63 - 1),
 }
 UNSEAL_FIELDS = ["custodian", "dc", "node_key", "envelope", "requester_key", "nonce"]
 UNSEAL_FIELDS += ["issued_at_ms", "signature"]
-DISCLOSE_FIELDS = [f for f in WELL_TYPED if f not in ("dc", "node_key", "signature")]
+DISCLOSE_FIELDS = [f for f in WELL_TYPED if f != "dc"]
 
 
 def typed_spoils(fields: list[str]) -> st.SearchStrategy[tuple[str, object]]:
@@ -335,13 +382,28 @@ CASES = st.one_of(
 
 
 def _spoiled(good: dict[str, Any], field: str, value: object) -> bytes:
-    if "request" in good and field != "signature":
-        return orjson.dumps(_with(good, field, value))
+    if field == "signature":
+        return orjson.dumps({**good, field: value})
     if field.startswith("order."):
-        signed = good["order"]
+        signed = good["request"]["order"]
         order = {**signed["order"], field.removeprefix("order."): value}
-        return orjson.dumps({**good, "order": {**signed, "order": order}})
-    return orjson.dumps({**good, field: value})
+        return orjson.dumps(_with(good, "order", {**signed, "order": order}))
+    return orjson.dumps(_with(good, field, value))
+
+
+def _spoiled_and_signed(good: dict[str, Any], field: str, value: object) -> bytes:
+    """A disclosure spoiled in one field of its request (or order), then signed by ``NODE`` as
+    its node would, so a spoil that parses reaches the policy past the node's signature."""
+    spoiled = _spoiled(good, field, value)
+    if field == "signature":
+        return spoiled
+    try:
+        request = DiscloseRequest.model_validate_json(
+            orjson.dumps(orjson.loads(spoiled)["request"])
+        )
+    except ValidationError:
+        return spoiled  # it does not parse: there is nothing a node could sign
+    return signed_by(NODE, request).model_dump_json().encode()
 
 
 # The custodian deliberately lives across examples: its one audit log must keep verifying
@@ -359,9 +421,10 @@ async def test_no_body_makes_the_custodian_fail_or_break_its_audit_chain(
 ) -> None:
     path, body = case
     if isinstance(body, tuple):
-        unseal = path == "/v1/unseal"
-        good = good_unseal(custodian, node) if unseal else good_disclose(custodian, court)
-        body = _spoiled(good, *body)
+        if path == "/v1/unseal":
+            body = _spoiled(good_unseal(custodian, node), *body)
+        else:
+            body = _spoiled_and_signed(good_disclose(custodian, court), *body)
     before = len(custodian.audit)
 
     response = await http.post(path, content=body)
@@ -394,6 +457,27 @@ async def test_a_node_opens_its_dc_key_through_the_http_client(
     assert payload == DC_KEY
     assert [o.ok for o in outcomes] == [True]
     assert info.id == CUSTODIAN
+
+
+async def test_a_node_opens_a_record_through_the_http_client(
+    custodian: Custodian, node: NodeKey, court: CourtKey
+) -> None:
+    client = await http_client(custodian_app(custodian))
+    keys = {CUSTODIAN: public(custodian)}
+    envelope = identity_envelope(DC, 1, "phone", b"+999661234567", keys, threshold=1)
+    order = court.order(
+        subject="@alice_w", issued_at_ms=now_ms() - DAY_MS, expires_at_ms=now_ms() + DAY_MS
+    )
+    ref = CustodianRef(CUSTODIAN, public(custodian), client)
+    try:
+        payload, outcomes = await disclose_record(
+            envelope, orders={CUSTODIAN: order}, custodians=[ref], resolved_user=1, node_key=node
+        )
+    finally:
+        await client.aclose()
+    assert payload == b"+999661234567"
+    assert [o.ok for o in outcomes] == [True]
+    assert custodian.audit.entries()[-1].subject.endswith(" via:username")
 
 
 async def test_the_http_client_raises_a_refusal_with_the_custodians_code(

@@ -1,9 +1,11 @@
 """A custodian's policy says yes to exactly two things and refuses everything else by name.
 
-A node enrolled for a DC may unseal that DC's key, on a fresh request it signed and never sent
-before. A record of a user's phone or IP address opens only against an unexpired terrorism
-order, signed by a court this custodian recognises in its own country, naming that user and
-that field. Each refusal below changes one thing in an otherwise good request.
+Every request comes from a node enrolled here, fresh, signed by it and never sent before. A
+node enrolled for a DC may unseal that DC's key. A record of a user's phone or IP address
+opens, to a node of the record's DC, only against an unexpired terrorism order, signed by a
+court this custodian recognises in its own country, naming that user and that field; an order
+naming a @username or phone number opens the records of one user only. Each refusal below
+changes one thing in an otherwise good request.
 """
 
 from __future__ import annotations
@@ -18,16 +20,24 @@ from samizdat.crypto.threshold import Envelope, seal
 from samizdat.custody.policy import (
     IDENTITY_PURPOSE,
     Court,
+    Disclosure,
     EnrolledNode,
     Refusal,
     RefusalCode,
     check_disclose,
     check_unseal,
 )
-from samizdat.custody.protocol import CourtOrder, DiscloseRequest, SignedUnseal, b64
+from samizdat.custody.protocol import (
+    CourtOrder,
+    SignedDisclose,
+    SignedUnseal,
+    b64,
+    order_digest,
+)
 from tests.custody_requests import (
     DAY_MS,
     MINUTE_MS,
+    NODE,
     NOW,
     NOW_MS,
     CourtKey,
@@ -49,16 +59,18 @@ PHONE_ENVELOPE = identity_envelope(DC, 1, "phone", b"+999661234567", PUBLICS)
 COURT = CourtKey("High Court of XB", JURISDICTION)
 COURTS = {COURT.name: Court(COURT.name, COURT.public_key)}
 NO_NONCES: frozenset[str] = frozenset()
+#: ``NODE`` (which signs disclosure requests by default), enrolled for ``DC``.
+NODES = {NODE.encoded(): EnrolledNode(NODE.encoded(), DC, NOW - 3600)}
 
 
 @pytest.fixture
-def node(tmp_path: Path) -> NodeKey:
-    return NodeKey.load_or_create(tmp_path / "node.key")
+def node() -> NodeKey:
+    return NODE
 
 
 @pytest.fixture
-def nodes(node: NodeKey) -> dict[str, EnrolledNode]:
-    return {node.encoded(): EnrolledNode(node.encoded(), DC, NOW - 3600)}
+def nodes() -> dict[str, EnrolledNode]:
+    return dict(NODES)
 
 
 def unseal(
@@ -80,17 +92,22 @@ def unseal(
 
 
 def disclose(
-    request: DiscloseRequest,
+    signed: SignedDisclose,
     envelope: Envelope = PHONE_ENVELOPE,
     *,
+    nodes: Mapping[str, EnrolledNode] = NODES,
+    order_users: Mapping[str, int] | None = None,
     seen: Collection[str] = NO_NONCES,
-) -> str:
+) -> Disclosure:
     return check_disclose(
-        request,
+        signed.request,
+        signed.signature,
         envelope,
         custodian_id=CUSTODIAN,
         jurisdiction=JURISDICTION,
+        nodes=nodes,
         courts=COURTS,
+        order_users=order_users or {},
         seen_nonces=seen,
         now_ms=NOW_MS,
     )
@@ -231,8 +248,11 @@ def test_a_node_may_not_unseal_an_identity_record(
 
 # disclose: someone with a court order asks for a share of one user's record ----------------
 def test_a_valid_order_discloses_the_record_it_names_and_returns_the_subject() -> None:
-    request = disclose_request(PHONE_ENVELOPE, COURT.order(), custodian=CUSTODIAN)
-    assert disclose(request) == "user:1"
+    order = COURT.order()
+    request = disclose_request(PHONE_ENVELOPE, order, custodian=CUSTODIAN)
+    assert disclose(request) == Disclosure(
+        node=NODES[NODE.encoded()], user_id=1, order=order_digest(order), binds=False
+    )
 
 
 def test_an_order_naming_several_fields_discloses_each_of_them() -> None:
@@ -240,7 +260,7 @@ def test_an_order_naming_several_fields_discloses_each_of_them() -> None:
     order = COURT.order(fields=("phone", "ip"))
     for envelope in (PHONE_ENVELOPE, ip):
         request = disclose_request(envelope, order, custodian=CUSTODIAN)
-        assert disclose(request, envelope) == "user:1"
+        assert disclose(request, envelope).user_id == 1
 
 
 def test_a_disclosure_addressed_to_another_custodian_is_refused() -> None:
@@ -258,7 +278,7 @@ def test_a_disclosure_issued_three_minutes_from_now_is_stale(offset_ms: int) -> 
 
 def test_a_disclosure_whose_nonce_was_seen_is_a_replay() -> None:
     request = disclose_request(PHONE_ENVELOPE, COURT.order(), custodian=CUSTODIAN)
-    refused = refusal(lambda: disclose(request, seen={request.nonce}))
+    refused = refusal(lambda: disclose(request, seen={request.request.nonce}))
     assert refused.code is RefusalCode.REPLAYED
 
 
@@ -378,7 +398,8 @@ def test_an_order_naming_a_username_or_number_opens_the_user_the_node_resolved_i
 ) -> None:
     order = COURT.order(subject=subject)
     request = disclose_request(PHONE_ENVELOPE, order, custodian=CUSTODIAN, resolved_user=1)
-    assert disclose(request) == "user:1"
+    granted = disclose(request)
+    assert (granted.user_id, granted.order, granted.binds) == (1, order_digest(order), True)
 
 
 @pytest.mark.parametrize("resolved_user", [None, 2])
@@ -403,3 +424,94 @@ def test_a_resolved_user_never_overrides_an_order_naming_a_user_id() -> None:
 def test_an_order_that_does_not_name_the_field_is_refused(fields: tuple[str, ...]) -> None:
     request = disclose_request(PHONE_ENVELOPE, COURT.order(fields=fields), custodian=CUSTODIAN)
     assert refusal(lambda: disclose(request)).code is RefusalCode.FIELD_NOT_PERMITTED
+
+
+# disclose: only an enrolled node of the record's DC asks, and signs what it asks ------------
+def test_a_disclosure_from_a_node_that_is_not_enrolled_is_refused(tmp_path: Path) -> None:
+    stranger = NodeKey.load_or_create(tmp_path / "stranger.key")
+    request = disclose_request(PHONE_ENVELOPE, COURT.order(), custodian=CUSTODIAN, node=stranger)
+    assert refusal(lambda: disclose(request)).code is RefusalCode.NODE_NOT_ENROLLED
+
+
+@pytest.mark.parametrize(
+    "signature", ["", "A", b64(b"\x00" * 64)], ids=["unsigned", "not-b64", "0"]
+)
+def test_a_disclosure_without_the_nodes_signature_is_refused(signature: str) -> None:
+    signed = disclose_request(PHONE_ENVELOPE, COURT.order(), custodian=CUSTODIAN)
+    unsigned = SignedDisclose(request=signed.request, signature=signature)
+    assert refusal(lambda: disclose(unsigned)).code is RefusalCode.BAD_SIGNATURE
+
+
+def test_a_disclosure_signed_by_another_key_than_the_enrolled_nodes_is_refused(
+    tmp_path: Path,
+) -> None:
+    impostor = NodeKey.load_or_create(tmp_path / "impostor.key")
+    request = disclose_request(PHONE_ENVELOPE, COURT.order(), custodian=CUSTODIAN).request
+    assert refusal(lambda: disclose(signed_by(impostor, request))).code is RefusalCode.BAD_SIGNATURE
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"envelope": b64(identity_envelope(DC, 2, "phone", b"+999660000000", PUBLICS).to_bytes())},
+        {"requester_key": b64(RequesterKey().public)},
+        {"nonce": new_nonce()},
+        {"issued_at_ms": NOW_MS + 1},
+        {"resolved_user": 2},
+        {"order": COURT.order(subject="@someone_else")},
+    ],
+    ids=["envelope", "requester_key", "nonce", "issued_at_ms", "resolved_user", "order"],
+)
+def test_a_disclosure_changed_after_the_node_signed_it_is_refused(
+    change: dict[str, object],
+) -> None:
+    signed = disclose_request(
+        PHONE_ENVELOPE, COURT.order(subject="@alice_w"), custodian=CUSTODIAN, resolved_user=1
+    )
+    tampered = SignedDisclose(
+        request=signed.request.model_copy(update=change), signature=signed.signature
+    )
+    assert refusal(lambda: disclose(tampered)).code is RefusalCode.BAD_SIGNATURE
+
+
+def test_a_node_enrolled_for_another_dc_may_not_ask_for_this_dcs_records(tmp_path: Path) -> None:
+    elsewhere = NodeKey.load_or_create(tmp_path / "elsewhere.key")
+    both = {**NODES, elsewhere.encoded(): EnrolledNode(elsewhere.encoded(), "elsewhere", NOW)}
+    request = disclose_request(PHONE_ENVELOPE, COURT.order(), custodian=CUSTODIAN, node=elsewhere)
+    refused = refusal(lambda: disclose(request, nodes=both))
+    assert refused.code is RefusalCode.WRONG_PURPOSE
+    assert "elsewhere" in refused.message
+
+
+def test_a_node_may_not_ask_for_another_dcs_records() -> None:
+    other_dc = identity_envelope("elsewhere", 1, "phone", b"+999661234567", PUBLICS)
+    request = disclose_request(other_dc, COURT.order(), custodian=CUSTODIAN)
+    assert refusal(lambda: disclose(request, other_dc)).code is RefusalCode.WRONG_PURPOSE
+
+
+# disclose: an order by @username or phone number opens one user's records -------------------
+@pytest.mark.parametrize("subject", ["@alice_w", "+999661234567"])
+def test_an_order_already_granted_for_one_user_is_refused_for_another(subject: str) -> None:
+    order = COURT.order(subject=subject, fields=("phone", "ip"))
+    bound = {order_digest(order): 1}
+    bobs = identity_envelope(DC, 2, "phone", b"+999660000000", PUBLICS)
+    request = disclose_request(bobs, order, custodian=CUSTODIAN, resolved_user=2)
+    refused = refusal(lambda: disclose(request, bobs, order_users=bound))
+    assert refused.code is RefusalCode.SUBJECT_MISMATCH
+    assert "already used for another user" in refused.message
+    alices_ip = identity_envelope(DC, 1, "ip", b"198.51.100.7", PUBLICS)
+    again = disclose_request(alices_ip, order, custodian=CUSTODIAN, resolved_user=1)
+    assert disclose(again, alices_ip, order_users=bound).user_id == 1
+
+
+def test_a_binding_of_another_order_does_not_touch_this_one() -> None:
+    order = COURT.order(subject="@alice_w")
+    other = COURT.order(subject="@bob")
+    request = disclose_request(PHONE_ENVELOPE, order, custodian=CUSTODIAN, resolved_user=1)
+    assert disclose(request, order_users={order_digest(other): 2}).binds is True
+
+
+def test_an_order_naming_a_user_id_never_binds() -> None:
+    order = COURT.order(subject="user:1")
+    request = disclose_request(PHONE_ENVELOPE, order, custodian=CUSTODIAN, resolved_user=1)
+    assert disclose(request, order_users={order_digest(order): 2}).binds is False

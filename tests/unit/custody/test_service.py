@@ -2,7 +2,9 @@
 or a refusal, each written to its audit log before the answer leaves.
 
 The log shows every request exactly once, remembers nonces across a restart so a replay stays
-refused, and never holds what it helped to disclose.
+refused, names the order behind every disclosure, and never holds what it helped to disclose.
+An order by @username or phone number, once granted for a user, opens no other user's records,
+across a restart too.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import pytest
 
 from samizdat.crypto.custody_keys import (
@@ -19,18 +22,26 @@ from samizdat.crypto.custody_keys import (
     NodeKey,
     RequesterKey,
 )
-from samizdat.crypto.threshold import EnvelopeError
+from samizdat.crypto.threshold import Envelope, EnvelopeError, seal
 from samizdat.custody.audit import AuditEntry, verify_log
 from samizdat.custody.client import InProcessCustodianClient
 from samizdat.custody.node import CustodianRef, disclose_record, unseal_dc_key
-from samizdat.custody.policy import Refusal, RefusalCode
-from samizdat.custody.protocol import answer_message, b64, request_digest, unb64
+from samizdat.custody.policy import IDENTITY_PURPOSE, Refusal, RefusalCode
+from samizdat.custody.protocol import (
+    SignedDisclose,
+    answer_message,
+    b64,
+    order_digest,
+    request_digest,
+    unb64,
+)
 from samizdat.custody.service import Custodian, CustodianStateError
 from tests.custody_requests import (
     CUSTODIAN,
     DAY_MS,
     DC,
     DC_KEY,
+    NODE,
     NOW,
     NOW_MS,
     CourtKey,
@@ -67,6 +78,16 @@ def refused_and_logged(custodian: Custodian, request: Callable[[], object]) -> R
 
 def last_entry(custodian: Custodian) -> AuditEntry:
     return custodian.audit.entries()[-1]
+
+
+def recognised_court(custodian: Custodian) -> CourtKey:
+    court = CourtKey("High Court of XB", "XB")
+    custodian.add_court(court.name, court.public_key)
+    return court
+
+
+def bound_orders(custodian: Custodian) -> object:
+    return orjson.loads((custodian.directory / "orders.json").read_bytes())
 
 
 # state directory -------------------------------------------------------------------------
@@ -267,7 +288,9 @@ def test_a_requester_key_that_is_not_an_x25519_key_is_refused_and_logged(
     assert not any(e.outcome == "granted" for e in custodian.audit.entries())
 
 
-def test_a_disclosure_without_an_order_is_refused_and_logged(custodian: Custodian) -> None:
+def test_a_disclosure_without_an_order_is_refused_and_logged(
+    custodian: Custodian, node: NodeKey
+) -> None:
     envelope = identity_envelope(DC, 1, "phone", PHONE.encode(), publics(custodian), threshold=1)
     request = disclose_request(envelope, None, custodian=CUSTODIAN)
     code = refused_and_logged(custodian, lambda: custodian.disclose(request, now=NOW))
@@ -277,16 +300,18 @@ def test_a_disclosure_without_an_order_is_refused_and_logged(custodian: Custodia
 
 
 def test_a_disclosure_with_a_malformed_envelope_is_refused_and_logged(
-    custodian: Custodian,
+    custodian: Custodian, node: NodeKey
 ) -> None:
     court = CourtKey("High Court of XB", "XB")
     custodian.add_court(court.name, court.public_key)
     envelope = identity_envelope(DC, 1, "phone", PHONE.encode(), publics(custodian), threshold=1)
-    request = disclose_request(envelope, court.order(), custodian=CUSTODIAN)
-    broken = request.model_copy(update={"envelope": b64(b"not an envelope at all")})
+    order = court.order()
+    request = disclose_request(envelope, order, custodian=CUSTODIAN).request
+    broken = signed_by(node, request.model_copy(update={"envelope": b64(b"not an envelope")}))
     code = refused_and_logged(custodian, lambda: custodian.disclose(broken, now=NOW))
     assert code is RefusalCode.MALFORMED
     assert last_entry(custodian).requester == court.name
+    assert last_entry(custodian).subject == f"order:{order_digest(order)[:32]}"
 
 
 def test_an_identity_record_presented_for_unseal_is_refused_and_logged(
@@ -301,20 +326,28 @@ def test_an_identity_record_presented_for_unseal_is_refused_and_logged(
     assert (entry.kind, entry.subject) == ("unseal", "dc:local/user:1/phone")
 
 
-def test_a_dc_key_presented_for_disclosure_is_refused_and_logged(custodian: Custodian) -> None:
-    # A valid order of a court this custodian recognises: only the envelope is not a record.
+def test_a_dc_key_presented_for_disclosure_is_refused_and_logged(
+    custodian: Custodian, node: NodeKey
+) -> None:
+    # A valid order of a court this custodian recognises, presented by an enrolled node of
+    # this DC: only the envelope is not a record.
     court = CourtKey("High Court of XB", "XB")
     custodian.add_court(court.name, court.public_key)
     envelope = dc_key_envelope(DC, publics(custodian), threshold=1)
-    request = disclose_request(envelope, court.order(subject="dc:local"), custodian=CUSTODIAN)
+    order = court.order(subject="dc:local")
+    request = disclose_request(envelope, order, custodian=CUSTODIAN)
     code = refused_and_logged(custodian, lambda: custodian.disclose(request, now=NOW))
     assert code is RefusalCode.WRONG_PURPOSE
     entry = last_entry(custodian)
-    assert (entry.kind, entry.subject, entry.requester) == ("disclose", "dc:local", court.name)
+    assert (entry.kind, entry.subject, entry.requester) == (
+        "disclose",
+        f"dc:local order:{order_digest(order)[:32]}",
+        court.name,
+    )
 
 
 def test_an_order_of_another_jurisdictions_court_is_refused_and_logged(
-    custodian: Custodian,
+    custodian: Custodian, node: NodeKey
 ) -> None:
     # Even a foreign court whose key the custodian holds: its orders bind other custodians.
     foreign = CourtKey("High Court of XC", "XC")
@@ -330,7 +363,7 @@ def test_an_order_of_another_jurisdictions_court_is_refused_and_logged(
 
 
 def test_an_order_of_a_court_the_custodian_does_not_know_is_refused_and_logged(
-    custodian: Custodian,
+    custodian: Custodian, node: NodeKey
 ) -> None:
     known = CourtKey("High Court of XB", "XB")
     custodian.add_court(known.name, known.public_key)
@@ -365,6 +398,8 @@ async def test_two_countries_orders_open_a_phone_record_that_no_audit_log_holds(
 ) -> None:
     places = {"custodian-de": "DE", "custodian-ch": "CH", "custodian-is": "IS"}
     custodians = {cid: Custodian.init(tmp_path / cid, cid, j) for cid, j in places.items()}
+    for c in custodians.values():
+        c.enroll_node(NODE.encoded(), "xa")
     now_ms = int(time.time() * 1000)
     orders = {}
     for cid in ("custodian-de", "custodian-ch"):
@@ -376,7 +411,9 @@ async def test_two_countries_orders_open_a_phone_record_that_no_audit_log_holds(
         CustodianRef(cid, public(c), InProcessCustodianClient(c)) for cid, c in custodians.items()
     ]
 
-    payload, outcomes = await disclose_record(envelope, orders=orders, custodians=refs)
+    payload, outcomes = await disclose_record(
+        envelope, orders=orders, custodians=refs, node_key=NODE
+    )
 
     assert payload == PHONE.encode()
     # The answer comes as soon as two shares open it; the third custodian (no order of its
@@ -392,7 +429,8 @@ async def test_two_countries_orders_open_a_phone_record_that_no_audit_log_holds(
             assert (entry.kind, entry.outcome) == ("disclose", "refused")
             assert entry.reason.startswith(f"{RefusalCode.NO_ORDER}: ")
         else:
-            assert (entry.subject, entry.outcome) == ("dc:xa/user:1/phone", "granted")
+            named = f"dc:xa/user:1/phone order:{order_digest(orders[cid])[:32]}"
+            assert (entry.subject, entry.outcome) == (named, "granted")
         log = (c.directory / "audit.log").read_bytes()
         assert verify_log(c.directory / "audit.log")
         for secret in (PHONE, PHONE.lstrip("+"), b64(envelope.to_bytes())[:64]):
@@ -400,7 +438,7 @@ async def test_two_countries_orders_open_a_phone_record_that_no_audit_log_holds(
 
 
 def test_a_disclosure_granted_in_process_is_signed_and_opens_for_its_requester(
-    custodian: Custodian,
+    custodian: Custodian, node: NodeKey
 ) -> None:
     court = CourtKey("High Court of XB", "XB")
     custodian.add_court(court.name, court.public_key)
@@ -417,7 +455,203 @@ def test_a_disclosure_granted_in_process_is_signed_and_opens_for_its_requester(
     answer = custodian.disclose(request, now=NOW)
 
     grant = unb64(answer.grant)
-    assert public(custodian).verify(unb64(answer.signature), answer_message(request, grant))
-    assert requester.open_grant(grant, request_digest(request), expected_index=1).index == 1
+    message = answer_message(request.request, grant)
+    assert public(custodian).verify(unb64(answer.signature), message)
+    digest = request_digest(request.request)
+    assert requester.open_grant(grant, digest, expected_index=1).index == 1
     granted = last_entry(custodian)
     assert (granted.kind, granted.outcome, granted.requester) == ("disclose", "granted", court.name)
+
+
+# disclosure: only an enrolled node of the record's DC asks, and signs what it asks -------
+@pytest.mark.parametrize("signature", ["", b64(b"\x01" * 64)], ids=["unsigned", "forged"])
+def test_a_disclosure_the_node_did_not_sign_is_refused_and_logged(
+    custodian: Custodian, node: NodeKey, signature: str
+) -> None:
+    court = recognised_court(custodian)
+    envelope = identity_envelope(DC, 1, "phone", PHONE.encode(), publics(custodian), threshold=1)
+    signed = disclose_request(envelope, court.order(), custodian=CUSTODIAN)
+    unsigned = SignedDisclose(request=signed.request, signature=signature)
+    code = refused_and_logged(custodian, lambda: custodian.disclose(unsigned, now=NOW))
+    assert code is RefusalCode.BAD_SIGNATURE
+    assert (last_entry(custodian).kind, last_entry(custodian).requester) == ("disclose", court.name)
+
+
+def test_valid_orders_and_a_copy_of_the_database_open_nothing_without_an_enrolled_node(
+    custodian: Custodian, node: NodeKey, tmp_path: Path
+) -> None:
+    court = recognised_court(custodian)
+    stranger = NodeKey.load_or_create(tmp_path / "stranger.key")
+    bobs = identity_envelope(DC, 2, "phone", b"+999660000002", publics(custodian), threshold=1)
+    order = court.order(subject="@alice_w")
+    request = disclose_request(bobs, order, custodian=CUSTODIAN, node=stranger, resolved_user=2)
+    code = refused_and_logged(custodian, lambda: custodian.disclose(request, now=NOW))
+    assert code is RefusalCode.NODE_NOT_ENROLLED
+    assert not any(e.outcome == "granted" for e in custodian.audit.entries())
+
+
+def test_a_node_enrolled_for_another_dc_is_refused_this_dcs_records_and_logged(
+    custodian: Custodian, node: NodeKey, tmp_path: Path
+) -> None:
+    court = recognised_court(custodian)
+    other = NodeKey.load_or_create(tmp_path / "other.key")
+    custodian.enroll_node(other.encoded(), "elsewhere")
+    envelope = identity_envelope(DC, 1, "phone", PHONE.encode(), publics(custodian), threshold=1)
+    request = disclose_request(envelope, court.order(), custodian=CUSTODIAN, node=other)
+    code = refused_and_logged(custodian, lambda: custodian.disclose(request, now=NOW))
+    assert code is RefusalCode.WRONG_PURPOSE
+    assert "elsewhere" in last_entry(custodian).reason
+
+
+# disclosure: an order by @username or phone number opens one user's records --------------
+@pytest.mark.parametrize("subject", ["@alice_w", "+999661234567"])
+def test_an_order_granted_for_one_user_is_refused_for_another_also_after_a_reopen(
+    custodian: Custodian, node: NodeKey, subject: str
+) -> None:
+    court = recognised_court(custodian)
+    order = court.order(subject=subject, fields=("phone", "ip"))
+    keys = publics(custodian)
+    alice_phone = identity_envelope(DC, 1, "phone", PHONE.encode(), keys, threshold=1)
+    alice_ip = identity_envelope(DC, 1, "ip", b"198.51.100.7", keys, threshold=1)
+    bob_phone = identity_envelope(DC, 2, "phone", b"+999660000002", keys, threshold=1)
+
+    def ask(envelope: Envelope, user: int) -> SignedDisclose:
+        return disclose_request(envelope, order, custodian=CUSTODIAN, resolved_user=user)
+
+    custodian.disclose(ask(alice_phone, 1), now=NOW)
+    assert bound_orders(custodian) == {order_digest(order): 1}
+
+    code = refused_and_logged(custodian, lambda: custodian.disclose(ask(bob_phone, 2), now=NOW))
+    assert code is RefusalCode.SUBJECT_MISMATCH
+    assert "already used for another user" in last_entry(custodian).reason
+
+    reopened = Custodian(custodian.directory)
+    code = refused_and_logged(reopened, lambda: reopened.disclose(ask(bob_phone, 2), now=NOW))
+    assert code is RefusalCode.SUBJECT_MISMATCH
+    reopened.disclose(ask(alice_ip, 1), now=NOW)
+    reopened.disclose(ask(alice_phone, 1), now=NOW)
+    assert bound_orders(reopened) == {order_digest(order): 1}
+    assert [e.outcome for e in reopened.audit.entries() if e.kind == "disclose"] == [
+        "granted",
+        "refused",
+        "refused",
+        "granted",
+        "granted",
+    ]
+
+
+def test_a_binding_another_process_made_is_taken_in_before_the_next_request(
+    custodian: Custodian, node: NodeKey
+) -> None:
+    court = recognised_court(custodian)
+    order = court.order(subject="@alice_w")
+    keys = publics(custodian)
+    elsewhere = Custodian(custodian.directory)  # e.g. a second process on the same directory
+    alice = identity_envelope(DC, 1, "phone", PHONE.encode(), keys, threshold=1)
+    elsewhere.disclose(
+        disclose_request(alice, order, custodian=CUSTODIAN, resolved_user=1), now=NOW
+    )
+    bob = identity_envelope(DC, 2, "phone", b"+999660000002", keys, threshold=1)
+    request = disclose_request(bob, order, custodian=CUSTODIAN, resolved_user=2)
+    with pytest.raises(Refusal) as caught:
+        custodian.disclose(request, now=NOW)
+    assert caught.value.code is RefusalCode.SUBJECT_MISMATCH
+
+
+def test_an_order_naming_a_user_id_is_never_bound(custodian: Custodian, node: NodeKey) -> None:
+    court = recognised_court(custodian)
+    order = court.order(subject="user:1", fields=("phone", "ip"))
+    keys = publics(custodian)
+    for field_name, payload in (("phone", PHONE.encode()), ("ip", b"198.51.100.7")):
+        envelope = identity_envelope(DC, 1, field_name, payload, keys, threshold=1)
+        custodian.disclose(disclose_request(envelope, order, custodian=CUSTODIAN), now=NOW)
+    assert last_entry(custodian).subject == f"dc:local/user:1/ip order:{order_digest(order)[:32]}"
+    bob = identity_envelope(DC, 2, "phone", b"+999660000002", keys, threshold=1)
+    request = disclose_request(bob, order, custodian=CUSTODIAN, resolved_user=2)
+    code = refused_and_logged(custodian, lambda: custodian.disclose(request, now=NOW))
+    assert code is RefusalCode.SUBJECT_MISMATCH
+    assert "names another subject" in last_entry(custodian).reason
+    assert bound_orders(custodian) == {}
+
+
+def test_a_grant_whose_binding_cannot_be_written_is_not_given(
+    custodian: Custodian, node: NodeKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    court = recognised_court(custodian)
+    envelope = identity_envelope(DC, 1, "phone", PHONE.encode(), publics(custodian), threshold=1)
+    order = court.order(subject="@alice_w")
+    request = disclose_request(envelope, order, custodian=CUSTODIAN, resolved_user=1)
+
+    def disk_full(*_: object, **__: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("samizdat.custody.service.write_private", disk_full)
+        with pytest.raises(OSError, match="No space"):
+            custodian.disclose(request, now=NOW)
+    assert not any(e.kind == "disclose" for e in custodian.audit.entries())
+    assert bound_orders(custodian) == {}
+    # Nothing was answered, so the node may ask again once the disk is back.
+    custodian.disclose(request, now=NOW)
+    assert bound_orders(custodian) == {order_digest(order): 1}
+
+
+def test_a_directory_from_before_order_binding_opens_with_no_order_bound(
+    custodian: Custodian,
+) -> None:
+    (custodian.directory / "orders.json").unlink()
+    assert Custodian(custodian.directory).order_users == {}
+    assert bound_orders(custodian) == {}
+
+
+def test_an_orders_file_that_is_not_a_map_of_user_ids_is_refused(custodian: Custodian) -> None:
+    (custodian.directory / "orders.json").write_bytes(b'{"ab": "user:1"}')
+    with pytest.raises(CustodianStateError, match=r"orders\.json"):
+        Custodian(custodian.directory)
+
+
+# disclosure: the audit log names the order behind every record opened -------------------
+@pytest.mark.parametrize(("subject", "via"), [("@alice_w", "username"), (PHONE, "phone")])
+def test_a_disclosures_audit_entry_names_the_order_and_how_the_user_was_found_but_not_who(
+    custodian: Custodian, node: NodeKey, subject: str, via: str
+) -> None:
+    court = recognised_court(custodian)
+    order = court.order(subject=subject)
+    tag = f"order:{order_digest(order)[:32]} via:{via}"
+    keys = publics(custodian)
+    alice = identity_envelope(DC, 1, "phone", PHONE.encode(), keys, threshold=1)
+    bob = identity_envelope(DC, 2, "phone", b"+999660000002", keys, threshold=1)
+
+    custodian.disclose(
+        disclose_request(alice, order, custodian=CUSTODIAN, resolved_user=1), now=NOW
+    )
+    granted = last_entry(custodian)
+    request = disclose_request(bob, order, custodian=CUSTODIAN, resolved_user=2)
+    refused_and_logged(custodian, lambda: custodian.disclose(request, now=NOW))
+    refused = last_entry(custodian)
+
+    assert (granted.outcome, granted.subject) == ("granted", f"dc:local/user:1/phone {tag}")
+    assert (refused.outcome, refused.subject) == ("refused", f"dc:local/user:2/phone {tag}")
+    log = (custodian.directory / "audit.log").read_bytes()
+    for secret in ("alice_w", PHONE, PHONE.lstrip("+"), "999660000002", order_digest(order)):
+        assert secret.encode() not in log
+
+
+def test_the_order_tag_survives_an_owner_too_long_for_an_audit_entry(
+    custodian: Custodian, node: NodeKey
+) -> None:
+    court = recognised_court(custodian)
+    order = court.order(subject="@alice_w")
+    envelope = seal(
+        PHONE.encode(),
+        purpose=IDENTITY_PURPOSE,
+        owner="dc:local/user:1/" + "x" * 400,
+        recipients=[public(custodian).recipient(CUSTODIAN)],
+        threshold=1,
+    )
+    request = disclose_request(envelope, order, custodian=CUSTODIAN, resolved_user=1)
+    code = refused_and_logged(custodian, lambda: custodian.disclose(request, now=NOW))
+    assert code is RefusalCode.WRONG_PURPOSE
+    subject = last_entry(custodian).subject
+    assert len(subject) <= 200
+    assert subject.endswith(f"order:{order_digest(order)[:32]} via:username")

@@ -96,10 +96,17 @@ def assert_refused(case: CaseReview, reason: RefusalReason) -> None:
     assert case.refusal_text == reason_text(reason)
 
 
+@pytest.mark.parametrize("subject", ["user:0042", "42"])
+def test_a_user_id_not_written_as_custodians_compare_it_is_malformed(subject: str) -> None:
+    """Custodians match ``user:<n>`` exactly; another spelling would only fail there."""
+    case = review(XA.order(), XB.order(subject=subject))
+    assert case.refusal is RefusalReason.MALFORMED
+
+
 # the granted path -------------------------------------------------------------------------
 def test_two_valid_orders_from_two_jurisdictions_may_go_on_to_the_custodians() -> None:
     first = XA.order(fields=("phone", "ip"))
-    second = XB.order(fields=("phone",), subject="user:0042")
+    second = XB.order(fields=("phone",))
     case = review(first, second)
     assert case.refusal is None
     assert case.refusal_text is None

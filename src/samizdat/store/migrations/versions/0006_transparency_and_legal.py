@@ -48,9 +48,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sqlite_autoincrement=True,
     )
+    op.create_table(
+        "legal_used_orders",
+        sa.Column("digest", sa.String(length=64), nullable=False),
+        sa.Column("used_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("digest"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("legal_used_orders")
     op.drop_table("legal_requests")
     op.drop_table("transparency_heads")
     op.drop_table("transparency_leaves")
