@@ -348,6 +348,9 @@ async def test_a_court_only_the_operator_recognises_opens_nothing(site: Site) ->
     refusals = disclose_entries(site, "custodian-xc")[xc_before:]
     assert refusals
     assert all(e.outcome == "refused" for e in refusals)
+    # Nothing was disclosed, so the orders are not used up: the same answer again.
+    (again,) = submit(site, *orders)
+    assert (again["outcome"], again["reason"]) == ("refused", "CUSTODIANS_REFUSED")
     assert all("UNKNOWN_COURT" in e.reason for e in refusals)
 
 

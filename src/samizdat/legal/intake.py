@@ -86,7 +86,12 @@ class RequestBook(Protocol):
         ...
 
     async def use(self, digests: Sequence[str]) -> None:
-        """Mark them used (durably, before anything is disclosed)."""
+        """Mark them used (durably, before anything is disclosed); a conflict if another
+        node marked one first."""
+        ...
+
+    async def release(self, digests: Sequence[str]) -> None:
+        """Unmark them: nothing was disclosed after all."""
         ...
 
 
@@ -231,7 +236,24 @@ class LegalDesk:
                 RefusalReason.TOO_FEW_JURISDICTIONS,
                 reason_text(RefusalReason.TOO_FEW_JURISDICTIONS),
             )
+        # Claimed before anything opens (two nodes racing on the same orders: one claim
+        # wins), and given back if nothing is disclosed after all.
         await self.book.use(digests)
+        try:
+            return await self._open(review, subject, where, keepers, orders, terms)
+        except Exception:
+            await self.book.release(digests)
+            raise
+
+    async def _open(
+        self,
+        review: CaseReview,
+        subject: Subject,
+        where: Located,
+        keepers: Sequence[Keeper],
+        orders: dict[str, CourtOrder],
+        terms: Terms,
+    ) -> Disclosure:
         asked = [k.ref for k in keepers if k.ref.custodian_id in orders]
         node_key = self.records.node_key(where.dc)
         resolved = None if subject.kind == "user_id" else where.user_id

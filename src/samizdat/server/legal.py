@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 
 from samizdat.core.ids import UserId
 from samizdat.core.phone import parse_phone
@@ -179,6 +179,12 @@ class SqlRequestBook:
         async with self.log.db.write() as conn:
             await conn.execute(
                 insert(legal_used_orders), [{"digest": d, "used_at": now} for d in digests]
+            )
+
+    async def release(self, digests: Sequence[str]) -> None:
+        async with self.log.db.write() as conn:
+            await conn.execute(
+                delete(legal_used_orders).where(legal_used_orders.c.digest.in_(digests))
             )
 
     async def requests(self, limit: int = 1000) -> list[dict[str, object]]:

@@ -152,7 +152,8 @@ class DcRouter:
     async def find_user(self, user_id: UserId) -> SqlStore | None:
         if self._single is not None:
             return self._single
-        return (await self.homes([user_id])).get(user_id)
+        known = self._user_dc.get(user_id)  # every request asks for its caller's DC
+        return known if known is not None else (await self.homes([user_id])).get(user_id)
 
     async def user_store(self, user_id: UserId) -> SqlStore:
         """The user's home DC, which must be unsealed for anything of theirs to be served
@@ -364,6 +365,9 @@ class DcRouter:
         """Targets homed in ``store``'s DC, and (home DC, user, ref) for the rest."""
         if self._single is not None or not targets:
             return list(targets), []
+        known = self._user_dc
+        if all(known.get(u) is store for u, _ in targets):  # the usual case: all homed here
+            return list(targets), []
         homes = await self.homes(u for u, _ in targets)
         local = [(u, r) for u, r in targets if homes.get(u) is store]
         remote = [
@@ -392,10 +396,12 @@ class DcRouter:
         self, store: SqlStore, message: Message, members: Iterable[UserId]
     ) -> SendOutcome:
         """Group-commit a message in its chat's DC, then move updates for members elsewhere."""
-        if self._single is not None:
-            return await store.send(message, frozenset(members))
+        recipients = frozenset(members)
+        known = self._user_dc
+        if self._single is not None or all(known.get(u) is store for u in recipients):
+            return await store.send(message, recipients)  # everyone homed in the chat's DC
         ref = UpdateRef(UpdateKind.NEW_MESSAGE, message.chat_id, (message.id,))
-        local, remote = await self.split(store, [(u, ref) for u in members])
+        local, remote = await self.split(store, [(u, ref) for u in recipients])
         outcome = await store.send(
             message, frozenset(u for u, _ in local), tuple((dc, u) for dc, u, _ in remote)
         )
