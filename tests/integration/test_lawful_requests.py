@@ -22,6 +22,7 @@ import pytest
 
 from samizdat.client import Client
 from samizdat.crypto.custody_keys import unb64
+from samizdat.crypto.recipient_keys import RecipientKey, SealedPackageError
 from samizdat.crypto.signing_keys import SigningKey
 from samizdat.custody.audit import verify_log
 from samizdat.custody.protocol import CourtOrder
@@ -474,3 +475,62 @@ async def test_submissions_from_one_address_are_limited_so_the_log_cannot_be_flo
     assert third.status_code == 429, third.text
     assert third.json()["error"]["code"] == "FLOOD_WAIT"
     assert log_size(site) == 2
+
+
+async def test_a_result_sealed_to_the_authoritys_key_opens_only_with_it(
+    site: Site, tmp_path: Path
+) -> None:
+    grace = await signed_in(site.server.url, "Grace")
+    await connect_from(CLIENT_IP, site, grace)
+    await ip_logged(site, user_id_of(grace), "xa", 2)
+    phone, subject = grace.test_phone, f"user:{user_id_of(grace)}"  # type: ignore[attr-defined]
+    await grace.close()
+    key_file = tmp_path / "authority.key"
+    public = run(site.operator, "legal", "recipient", "keygen", "--out", str(key_file))
+
+    def orders_of(case: str) -> list[str]:
+        files = []
+        for place in KEEPERS_OF_XA:
+            made = samizdat(
+                site.operator,
+                "legal", "order", "new",
+                "--key", str(site.operator / f"court-{place}.key"),
+                "--court", COURTS[place],
+                "--jurisdiction", place,
+                "--case", case,
+                "--subject", subject,
+                "--category", "terrorism",
+                "--fields", "phone,ip",
+                "--recipient", public["public_key"],
+            )  # fmt: skip
+            assert made.code == 0, made.err
+            path = tmp_path / f"{case}-{place}.json"
+            path.write_text(made.out)
+            files.append(str(path))
+        return files
+
+    url = site.server.url
+    before = log_size(site)
+    raw = samizdat(site.operator, "legal", "submit", *orders_of("SEALED-1"), "--server", url)
+    assert raw.code == 0, raw.out + raw.err
+    assert "sealed" in raw.out
+    assert phone not in raw.out  # nothing readable on the way, nor in the answer
+    assert CLIENT_IP not in raw.out
+    assert leaf(site, before)[1]["accounts"] == 1
+
+    opened = samizdat(
+        site.operator, "legal", "submit", *orders_of("SEALED-2"), "--server", url, "--json",
+        "--recipient-key", str(key_file),
+    )  # fmt: skip
+    assert opened.code == 0, opened.out + opened.err
+    (case,) = opened.records
+    assert case["sealed_disclosure"]
+    assert case["disclosure"]["phone"] == phone
+    assert CLIENT_IP in {r["ip"] for r in case["disclosure"]["ips"]}
+
+    stranger = tmp_path / "stranger.key"
+    RecipientKey.create(stranger)
+    sealed = unb64(case["sealed_disclosure"])
+    with pytest.raises(SealedPackageError):
+        RecipientKey.load(stranger).open_package("SEALED-2", sealed)
+    assert RecipientKey.load(key_file).open_package("SEALED-2", sealed)

@@ -37,8 +37,13 @@ court_app = typer.Typer(
 order_app = typer.Typer(
     help="Court orders: `new` signs one with a court's key.", no_args_is_help=True
 )
+recipient_app = typer.Typer(
+    help="The requesting authority's key: orders that name it get the result sealed to it.",
+    no_args_is_help=True,
+)
 legal_app.add_typer(court_app, name="court")
 legal_app.add_typer(order_app, name="order")
+legal_app.add_typer(recipient_app, name="recipient")
 
 DAY_MS = 86_400_000
 
@@ -225,6 +230,13 @@ def new(
     expires: Annotated[
         int, typer.Option(min=1, max=3650, help="Days until the order expires")
     ] = 30,
+    recipient: Annotated[
+        str | None,
+        typer.Option(
+            help="The requesting authority's key (szr1:..., `legal recipient keygen`): "
+            "the result is sealed to it, so only its holder can read it"
+        ),
+    ] = None,
     json_: JsonFlag = False,
 ) -> None:
     """Sign a court order and print it (JSON; compact on one line with --json)."""
@@ -256,6 +268,7 @@ def new(
             fields=[f.strip() for f in fields.split(",") if f.strip()],
             issued_at_ms=issued_at_ms,
             expires_at_ms=issued_at_ms + expires * DAY_MS,
+            recipient=recipient,
         )
     except OrderFormatError as exc:
         out.fail_with(LegalErrorCode.ORDER_INVALID, str(exc))
@@ -267,4 +280,32 @@ def new(
         sys.stdout.flush()
 
 
-__all__ = ["LegalErrorCode", "court_app", "legal_app", "order_app"]
+@recipient_app.command("keygen")
+def recipient_keygen(
+    ctx: typer.Context,
+    out_file: Annotated[
+        Path, typer.Option("--out", help="Where to write the new private key (mode 0600)")
+    ],
+    json_: JsonFlag = False,
+) -> None:
+    """Make a requesting authority's key; prints the public key courts put in their orders
+    (`legal order new --recipient`)."""
+    from samizdat.crypto.custody_keys import KeyFormatError
+    from samizdat.crypto.recipient_keys import RecipientKey
+
+    out = Output(json_, ctx.obj)
+    try:
+        key = RecipientKey.create(out_file)
+    except (KeyFormatError, OSError) as exc:
+        message = str(exc) if isinstance(exc, KeyFormatError) else f"{out_file}: {exc.strerror}"
+        out.fail_with(LegalErrorCode.KEY_FILE, message)
+    public = key.public_text()
+    out.result(
+        {"key_file": str(out_file), "public_key": public},
+        f"Recipient key written to {escape(str(out_file))} (readable only by you).\n"
+        f"Public key: {public}\nCourts name it with: samizdat legal order new ... "
+        f"--recipient {public}",
+    )
+
+
+__all__ = ["LegalErrorCode", "court_app", "legal_app", "order_app", "recipient_app"]

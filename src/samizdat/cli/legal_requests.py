@@ -50,12 +50,17 @@ def submit(
         typer.Argument(help="Every order of the case, one JSON file each (legal order new)"),
     ],
     server: ServerOption = DEFAULT_SERVER,
+    recipient_key: Annotated[
+        Path | None,
+        typer.Option(help="Your key file (legal recipient keygen): opens a sealed result"),
+    ] = None,
     json_: JsonFlag = False,
 ) -> None:
     """Submit court orders; print each case's outcome (exit 1 if any case is refused)."""
     import orjson
 
     out = Output(json_, ctx.obj)
+    key = _recipient(out, recipient_key)
     orders = []
     for path in order_files:
         try:
@@ -67,6 +72,8 @@ def submit(
     body = _call(out, "POST", server.rstrip("/") + "/legal/orders", json={"orders": orders})
     cases: list[dict[str, Any]] = body["cases"]
     for case in cases:
+        if key is not None and case.get("sealed_disclosure"):
+            case["disclosure"] = _opened(out, key, case)
         out.record(case)
         if out.json:
             continue
@@ -79,6 +86,8 @@ def submit(
         for said in case["custodians"]:
             out.console.print(f"  {escape(said)}")
         disclosure = case["disclosure"]
+        if disclosure is None and case.get("sealed_disclosure"):
+            out.console.print("  the result is sealed to the orders' recipient: --recipient-key")
         if disclosure is not None:
             out.console.print(f"  user {disclosure['user_id']} ({escape(disclosure['subject'])})")
             if disclosure["phone"] is not None:
@@ -88,6 +97,31 @@ def submit(
         out.console.print(f"  transparency log entry {case['leaf_index']}")
     if any(case["outcome"] != "granted" for case in cases):
         raise typer.Exit(1)
+
+
+def _recipient(out: Output, path: Path | None) -> Any:
+    if path is None:
+        return None
+    from samizdat.crypto.custody_keys import KeyFormatError
+    from samizdat.crypto.recipient_keys import RecipientKey
+
+    try:
+        return RecipientKey.load(path)
+    except KeyFormatError as exc:
+        out.fail_with("KEY_FILE", str(exc))
+
+
+def _opened(out: Output, key: Any, case: dict[str, Any]) -> Any:
+    """The sealed package of a case, opened with the authority's key."""
+    import orjson
+
+    from samizdat.crypto.custody_keys import KeyFormatError, unb64
+    from samizdat.crypto.recipient_keys import SealedPackageError
+
+    try:
+        return orjson.loads(key.open_package(case["case"], unb64(case["sealed_disclosure"])))
+    except (KeyFormatError, SealedPackageError, orjson.JSONDecodeError):
+        out.fail_with("SEALED", f"case {case['case']}: the result does not open with this key")
 
 
 def requests(

@@ -59,6 +59,8 @@ class CourtOrderBody(Strict):
     fields: tuple[Annotated[str, StringConstraints(max_length=32)], ...]
     issued_at_ms: Annotated[int, Field(ge=0, lt=2**53)]
     expires_at_ms: Annotated[int, Field(ge=0, lt=2**53)]
+    #: The requesting authority's key (``szr1:``): the disclosure package is sealed to it.
+    recipient: Annotated[str, StringConstraints(pattern=r"^szr1:[A-Za-z0-9_-]{43}$")] | None = None
 
 
 class CourtOrder(Strict):

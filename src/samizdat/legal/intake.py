@@ -16,6 +16,7 @@ content, contacts, media or keys (an import contract in ``pyproject.toml`` keeps
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +26,8 @@ from typing import Literal, Protocol
 
 import orjson
 
-from samizdat.crypto.custody_keys import NodeKey
+from samizdat.crypto.custody_keys import KeyFormatError, NodeKey, b64
+from samizdat.crypto.recipient_keys import seal_package
 from samizdat.crypto.threshold import Envelope, EnvelopeError
 from samizdat.custody.node import CustodianRef, NotEnoughShares, disclose_record
 from samizdat.custody.protocol import CourtOrder
@@ -132,13 +134,15 @@ class CaseOutcome:
     reason: RefusalReason | None
     detail: str  # one sentence: why, or what was disclosed
     orders: list[dict[str, str | None]]  # per order: jurisdiction, court, reason
-    disclosure: Disclosure | None = None
+    disclosure: Disclosure | None = None  # when the orders name no recipient key
+    #: base64url of the package (``Disclosure`` as JSON) sealed to the orders' recipient key
+    sealed_disclosure: str | None = None
     custodians: list[str] = field(default_factory=list)  # what each custodian said
     leaf_index: int | None = None
 
     @property
     def accounts(self) -> int:
-        return 1 if self.disclosure is not None else 0
+        return 1 if self.disclosure is not None or self.sealed_disclosure is not None else 0
 
 
 class CaseRefused(Exception):
@@ -194,11 +198,17 @@ class LegalDesk:
         )
         if review.refusal is None:
             try:
-                outcome.disclosure = await self._disclose(review, terms)
+                disclosure = await self._disclose(review, terms)
             except CaseRefused as refused:
                 outcome.reason, outcome.detail = refused.reason, refused.detail
                 outcome.custodians = refused.custodians
             else:
+                if review.recipient is None:
+                    outcome.disclosure = disclosure
+                else:
+                    package = orjson.dumps(dataclasses.asdict(disclosure))
+                    sealed = seal_package(review.recipient, review.case, package)
+                    outcome.sealed_disclosure = b64(sealed)
                 outcome.outcome, outcome.reason = "granted", None
                 outcome.detail = f"disclosed {', '.join(review.fields)} of one account"
         leaf = LeafRecord(
@@ -218,6 +228,13 @@ class LegalDesk:
             raise CaseRefused(
                 RefusalReason.SUBJECT_MISMATCH, reason_text(RefusalReason.SUBJECT_MISMATCH)
             )
+        if review.recipient is not None:
+            try:  # a key that cannot be sealed to: refuse before anything opens
+                seal_package(review.recipient, review.case, b"")
+            except KeyFormatError:
+                raise CaseRefused(
+                    RefusalReason.MALFORMED, "the orders' recipient key is not usable"
+                ) from None
         digests = [body_digest(order) for order in review.valid]
         if await self.book.used(digests):
             raise CaseRefused(RefusalReason.ALREADY_USED, reason_text(RefusalReason.ALREADY_USED))

@@ -121,6 +121,7 @@ def new_order(
     fields: Iterable[str],
     issued_at_ms: int,
     expires_at_ms: int,
+    recipient: str | None = None,
 ) -> CourtOrder:
     """An order signed with ``key`` (the court's). Raises OrderFormatError if a value breaks
     the order format (e.g. a jurisdiction that is not two capital letters, no fields, or an
@@ -144,6 +145,7 @@ def new_order(
             fields=requested,
             issued_at_ms=issued_at_ms,
             expires_at_ms=expires_at_ms,
+            recipient=recipient,
         )
     except ValidationError as exc:
         raise OrderFormatError(f"not a valid order: {_first_error(exc)}") from exc

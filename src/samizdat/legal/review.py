@@ -56,6 +56,7 @@ class RefusalReason(StrEnum):
     SUBJECT_NOT_FOUND = "SUBJECT_NOT_FOUND"
     CUSTODIANS_REFUSED = "CUSTODIANS_REFUSED"
     ALREADY_USED = "ALREADY_USED"
+    RECIPIENT_MISMATCH = "RECIPIENT_MISMATCH"
 
 
 _REASON_TEXT = {
@@ -92,6 +93,10 @@ _REASON_TEXT = {
     RefusalReason.SUBJECT_NOT_FOUND: "No account matches the subject of the orders.",
     RefusalReason.CUSTODIANS_REFUSED: (
         "Too few key custodians accepted the orders, so the record stays sealed."
+    ),
+    RefusalReason.RECIPIENT_MISMATCH: (
+        "The orders of the case name different recipients for the result (or some name one "
+        "and others none)."
     ),
     RefusalReason.ALREADY_USED: (
         "These orders already led to a disclosure; an order opens records once. A further "
@@ -132,6 +137,7 @@ class CaseReview:
     fields: tuple[str, ...]  # requested by every valid order, within the policy
     category: str | None  # the one category of the valid orders; None if none or several
     refusal: RefusalReason | None
+    recipient: str | None = None  # the key every valid order seals the result to, if any
 
     @property
     def refusal_text(self) -> str | None:
@@ -251,6 +257,8 @@ def _review_case(
             refusal = RefusalReason.FIELD_NOT_PERMITTED
         elif len(jurisdictions) < max(required, 1):
             refusal = RefusalReason.TOO_FEW_JURISDICTIONS
+        elif len({order.order.recipient for order in valid}) > 1:
+            refusal = RefusalReason.RECIPIENT_MISMATCH
     return CaseReview(
         case=case,
         verdicts=tuple(verdicts),
@@ -260,6 +268,7 @@ def _review_case(
         fields=fields,
         category=category,
         refusal=refusal,
+        recipient=next((o.order.recipient for o in valid), None),
     )
 
 

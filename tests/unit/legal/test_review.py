@@ -375,3 +375,25 @@ def test_the_legal_decision_imports_nothing_that_reaches_content_contacts_media_
                 imported.update(alias.name for alias in node.names)
     ours = {name for name in imported if name.startswith("samizdat")}
     assert {name for name in ours if not name.startswith("samizdat.legal")} <= ALLOWED_IMPORTS
+
+
+# the recipient of the result ----------------------------------------------------------------
+AUTHORITY = "szr1:" + "B" * 43
+ANOTHER_AUTHORITY = "szr1:" + "C" * 43
+
+
+def test_orders_naming_one_recipient_carry_it_to_the_intake() -> None:
+    case = review(XA.order(recipient=AUTHORITY), XB.order(recipient=AUTHORITY))
+    assert (case.refusal, case.recipient) == (None, AUTHORITY)
+    assert review(XA.order(), XB.order()).recipient is None
+
+
+@pytest.mark.parametrize(
+    ("first", "second"), [(AUTHORITY, ANOTHER_AUTHORITY), (AUTHORITY, None), (None, AUTHORITY)]
+)
+def test_orders_naming_different_recipients_are_refused(
+    first: str | None, second: str | None
+) -> None:
+    case = review(XA.order(recipient=first), XB.order(recipient=second))
+    assert case.refusal is RefusalReason.RECIPIENT_MISMATCH
+    assert case.refusal_text == reason_text(RefusalReason.RECIPIENT_MISMATCH)
