@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -112,22 +113,15 @@ def keygen(
     json_: JsonFlag = False,
 ) -> None:
     """Make a court's signing key; prints the public key the operator registers."""
-    from samizdat.crypto.custody_keys import KeyFormatError
     from samizdat.crypto.signing_keys import SigningKey
 
-    out = Output(json_, ctx.obj)
-    try:
-        key = SigningKey.create(out_file)
-    except (KeyFormatError, OSError) as exc:
-        message = str(exc) if isinstance(exc, KeyFormatError) else f"{out_file}: {exc.strerror}"
-        out.fail_with(LegalErrorCode.KEY_FILE, message)
-    public = key.public_text()
-    out.result(
-        {"key_file": str(out_file), "public_key": public},
-        f"Court key written to {escape(str(out_file))} (readable only by you).\n"
-        f"Public key: {public}\n"
+    _made_key(
+        Output(json_, ctx.obj),
+        out_file,
+        SigningKey.create,
+        "Court key",
         "The operator registers it with: samizdat legal court add JURISDICTION NAME "
-        f"{public} --data DIR",
+        "{public} --data DIR",
     )
 
 
@@ -290,21 +284,33 @@ def recipient_keygen(
 ) -> None:
     """Make a requesting authority's key; prints the public key courts put in their orders
     (`legal order new --recipient`)."""
-    from samizdat.crypto.custody_keys import KeyFormatError
     from samizdat.crypto.recipient_keys import RecipientKey
 
-    out = Output(json_, ctx.obj)
+    _made_key(
+        Output(json_, ctx.obj),
+        out_file,
+        RecipientKey.create,
+        "Recipient key",
+        "Courts name it with: samizdat legal order new ... --recipient {public}",
+    )
+
+
+def _made_key(
+    out: Output, out_file: Path, create: Callable[[Path], Any], what: str, next_step: str
+) -> None:
+    """Make a key file with ``create`` and print its public key and what to do with it."""
+    from samizdat.crypto.custody_keys import KeyFormatError
+
     try:
-        key = RecipientKey.create(out_file)
+        key = create(out_file)
     except (KeyFormatError, OSError) as exc:
         message = str(exc) if isinstance(exc, KeyFormatError) else f"{out_file}: {exc.strerror}"
         out.fail_with(LegalErrorCode.KEY_FILE, message)
     public = key.public_text()
     out.result(
         {"key_file": str(out_file), "public_key": public},
-        f"Recipient key written to {escape(str(out_file))} (readable only by you).\n"
-        f"Public key: {public}\nCourts name it with: samizdat legal order new ... "
-        f"--recipient {public}",
+        f"{what} written to {escape(str(out_file))} (readable only by you).\n"
+        f"Public key: {public}\n" + next_step.format(public=public),
     )
 
 

@@ -74,7 +74,8 @@ def canonical(model: BaseModel) -> bytes:
     return orjson.dumps(model.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
 
 
-def _read_private(path: Path, size: int) -> bytes:
+def read_private_key(path: Path, size: int) -> bytes:
+    """A raw private key file of exactly ``size`` bytes; KeyFormatError otherwise."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -82,6 +83,15 @@ def _read_private(path: Path, size: int) -> bytes:
     if len(data) != size:
         raise KeyFormatError(f"key file {path} is not a {size}-byte key")
     return data
+
+
+def create_private_key(path: Path, raw: bytes) -> None:
+    """Write a new raw private key file (mode 0600); KeyFormatError if one is there: a key
+    is never overwritten."""
+    try:
+        write_private(path, raw, exclusive=True)
+    except FileExistsError:
+        raise KeyFormatError(f"{path} exists; it is not overwritten") from None
 
 
 def verify_signature(public_key: bytes, signature: bytes, message: bytes) -> bool:
@@ -137,7 +147,7 @@ class CustodianKeys:
 
     @classmethod
     def load(cls, path: Path) -> CustodianKeys:
-        raw = _read_private(path, cls.FILE_BYTES)
+        raw = read_private_key(path, cls.FILE_BYTES)
         return cls(
             X25519PrivateKey.from_private_bytes(raw[:32]),
             Ed25519PrivateKey.from_private_bytes(raw[32:]),
@@ -201,7 +211,7 @@ class NodeKey:
             key = Ed25519PrivateKey.generate()
             write_private(path, key.private_bytes(*_RAW_PRIVATE), exclusive=True)
             return cls(key)
-        return cls(Ed25519PrivateKey.from_private_bytes(_read_private(path, 32)))
+        return cls(Ed25519PrivateKey.from_private_bytes(read_private_key(path, 32)))
 
     def encoded(self) -> str:
         return encode_node_key(self.public)
@@ -240,10 +250,12 @@ __all__ = [
     "RequesterKey",
     "b64",
     "canonical",
+    "create_private_key",
     "decode_node_key",
     "digest",
     "encode_node_key",
     "grant_share",
+    "read_private_key",
     "unb64",
     "verify_signature",
 ]

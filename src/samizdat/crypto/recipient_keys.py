@@ -16,8 +16,13 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from samizdat.crypto.custody_keys import KeyFormatError, b64, unb64
-from samizdat.crypto.private_files import write_private
+from samizdat.crypto.custody_keys import (
+    KeyFormatError,
+    b64,
+    create_private_key,
+    read_private_key,
+    unb64,
+)
 from samizdat.crypto.threshold import SUITE
 
 RECIPIENT_PREFIX = "szr1:"
@@ -63,21 +68,12 @@ class RecipientKey:
     @classmethod
     def create(cls, path: Path) -> RecipientKey:
         key = X25519PrivateKey.generate()
-        try:
-            write_private(path, key.private_bytes(*_RAW_PRIVATE), exclusive=True)
-        except FileExistsError:
-            raise KeyFormatError(f"{path} exists; it is not overwritten") from None
+        create_private_key(path, key.private_bytes(*_RAW_PRIVATE))
         return cls(key)
 
     @classmethod
     def load(cls, path: Path) -> RecipientKey:
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise KeyFormatError(f"cannot read key file {path}: {exc.strerror}") from exc
-        if len(raw) != 32:
-            raise KeyFormatError(f"key file {path} is not a 32-byte X25519 key")
-        return cls(X25519PrivateKey.from_private_bytes(raw))
+        return cls(X25519PrivateKey.from_private_bytes(read_private_key(path, 32)))
 
     def public_text(self) -> str:
         return RECIPIENT_PREFIX + b64(self.public)

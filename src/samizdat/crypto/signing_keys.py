@@ -13,8 +13,14 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from samizdat.crypto.custody_keys import KeyFormatError, b64, unb64, verify_signature
-from samizdat.crypto.private_files import write_private
+from samizdat.crypto.custody_keys import (
+    KeyFormatError,
+    b64,
+    create_private_key,
+    read_private_key,
+    unb64,
+    verify_signature,
+)
 
 PUBLIC_KEY_BYTES = 32
 #: Public keys are written with this prefix: base64url may begin with "-", which a command
@@ -39,21 +45,12 @@ class SigningKey:
     def create(cls, path: Path) -> SigningKey:
         """A new key written to ``path``; refuses to overwrite an existing file."""
         key = Ed25519PrivateKey.generate()
-        try:
-            write_private(path, key.private_bytes(*_RAW_PRIVATE), exclusive=True)
-        except FileExistsError:
-            raise KeyFormatError(f"{path} exists; it is not overwritten") from None
+        create_private_key(path, key.private_bytes(*_RAW_PRIVATE))
         return cls(key)
 
     @classmethod
     def load(cls, path: Path) -> SigningKey:
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise KeyFormatError(f"cannot read key file {path}: {exc.strerror}") from exc
-        if len(raw) != 32:
-            raise KeyFormatError(f"key file {path} is not a 32-byte Ed25519 key")
-        return cls(Ed25519PrivateKey.from_private_bytes(raw))
+        return cls(Ed25519PrivateKey.from_private_bytes(read_private_key(path, 32)))
 
     @classmethod
     def load_or_create(cls, path: Path) -> SigningKey:
