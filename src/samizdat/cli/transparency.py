@@ -28,7 +28,7 @@ from rich.panel import Panel
 
 from samizdat.cli.output import JsonFlag, Output
 from samizdat.cli.session import DEFAULT_PROFILE
-from samizdat.crypto.custody_keys import KeyFormatError, b64, unb64
+from samizdat.crypto.custody_keys import KeyFormatError, unb64
 from samizdat.crypto.signing_keys import decode_public_key, encode_public_key
 from samizdat.transparency.heads import HeadError, TreeHead, parse_head, verify_head
 from samizdat.transparency.merkle import (
@@ -263,7 +263,8 @@ def _given_matches_pinned(given: bytes | None, pinned: bytes | None) -> None:
     if given is not None and pinned is not None and given != pinned:
         raise _Failed(
             "KEY_CHANGED",
-            f"--log-key {b64(given)} is not the key pinned for this server, {b64(pinned)}",
+            f"--log-key {encode_public_key(given)} is not the key pinned for this server, "
+            f"{encode_public_key(pinned)}",
         )
 
 
@@ -280,7 +281,8 @@ def _key(given: bytes | None, pinned: bytes | None, served: str | None) -> bytes
         if expected is not None and named != expected:
             raise _Failed(
                 "KEY_CHANGED",
-                f"the server now signs with key {b64(named)}, not {b64(expected)}: the log "
+                f"the server now signs with key {encode_public_key(named)}, not "
+                f"{encode_public_key(expected)}: the log "
                 "key changed; old heads can no longer be checked against new ones",
             )
         expected = expected or named
@@ -461,6 +463,10 @@ class _Setup:
     state_path: Path
     given_key: bytes | None
 
+    def remembered(self) -> _Remembered | None:
+        """The head last verified for this server, from the state file."""
+        return _remembered(_load_state(self.state_path), self.server, self.state_path)
+
 
 def _setup(
     ctx: typer.Context, server: str, state: Path | None, log_key: str | None, json_: bool
@@ -541,7 +547,8 @@ def verify(
     if other is not None:
         lines.append(f"  consistent with the head from {escape(str(head))}")
     if verified.pinned_now:
-        lines.append(f"  log key {b64(verified.key)} pinned in {escape(str(setup.state_path))}")
+        pinned = encode_public_key(verified.key)
+        lines.append(f"  log key {pinned} pinned in {escape(str(setup.state_path))}")
     out.result(result, "\n".join(lines))
 
 
@@ -571,7 +578,7 @@ def show_head(
     setup = _setup(ctx, server, state, log_key, json_)
     out = setup.out
     try:
-        remembered = _remembered(_load_state(setup.state_path), setup.server, setup.state_path)
+        remembered = setup.remembered()
         with _client() as http:
             fetched = _Log(setup.server, http).head()
         if fetched is None:
@@ -604,7 +611,7 @@ def report(
     setup = _setup(ctx, server, state, log_key, json_)
     out = setup.out
     try:
-        remembered = _remembered(_load_state(setup.state_path), setup.server, setup.state_path)
+        remembered = setup.remembered()
         with _client() as http:
             verified = _check_log(
                 _Log(setup.server, http), remembered, setup.given_key, None, proofs=False

@@ -190,7 +190,8 @@ class Custodian:
             return
         bound = {**self.order_users, order: user_id}
         _write_json(self.directory / _ORDERS_FILE, bound)
-        self.order_users = bound
+        # Our own write: the next ``refresh`` need not reload every state file for it.
+        self.order_users, self._state_stamp = bound, self._stamp()
 
     def _save_nodes(self) -> None:
         _write_json(

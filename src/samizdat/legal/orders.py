@@ -26,6 +26,7 @@ from samizdat.core.rules import normalize_username
 from samizdat.crypto.custody_keys import b64, canonical
 from samizdat.crypto.signing_keys import SigningKey
 from samizdat.custody.protocol import CourtOrder, CourtOrderBody
+from samizdat.custody.protocol import order_digest as order_body_digest
 from samizdat.protocol.errors import SamizdatError
 
 #: An order (or a file claiming to be one) longer than this is refused unread.
@@ -171,10 +172,10 @@ def order_digest(order: CourtOrder) -> str:
     return hashlib.sha256(canonical(order)).hexdigest()
 
 
-def body_digest(order: CourtOrder) -> str:
-    """Hex SHA-256 of the signed body alone: the same decision, however its signature is
-    spelled (base64 leaves spare bits), has one body digest. Duplicates are found by this."""
-    return hashlib.sha256(canonical(order.order)).hexdigest()
+#: Hex SHA-256 of the signed body alone (the custodians' name for an order): the same
+#: decision, however its signature is spelled (base64 leaves spare bits), has one body
+#: digest. Duplicates and used orders are found by this.
+body_digest = order_body_digest
 
 
 __all__ = [

@@ -1,6 +1,7 @@
 """The disclosure policy: a declarative YAML file of what lawful requests may obtain.
 
-Every key is optional; the defaults are the strictest useful policy::
+Every key is optional; the defaults (terrorism only, phone and IP, the DC's threshold, the
+whole retention window) are what applies without a file: a file may narrow them further::
 
     recognised_jurisdictions: []   # empty = the jurisdictions of the DCs' custodians
     categories: [terrorism]        # the order categories that permit disclosure
@@ -30,6 +31,7 @@ from pydantic import (
 )
 
 from samizdat.core.jurisdictions import KNOWN_JURISDICTIONS
+from samizdat.legal.files import TooLarge, read_capped
 
 #: The only fields a lawful request can ever obtain, whatever the policy file says.
 DISCLOSABLE_FIELDS: tuple[Literal["phone", "ip"], ...] = ("phone", "ip")
@@ -116,7 +118,8 @@ def _where(loc: tuple[int | str, ...]) -> str:
 
 def load_policy(path: Path | None) -> DisclosurePolicy:
     """The policy in the YAML file ``path``; the defaults if ``path`` is None, the file does
-    not exist, or it is empty. (Falling back is safe: the defaults are the strictest policy.)
+    not exist, or it is empty. (A file the operator configured is checked to exist by the
+    caller: a missing one must not fall back to the defaults, which it may narrow.)
 
     Raises PolicyError naming the file and the key for anything invalid: unreadable, not
     YAML, not a mapping, an unknown key, a value of the wrong type, or a field other than
@@ -125,14 +128,15 @@ def load_policy(path: Path | None) -> DisclosurePolicy:
     if path is None:
         return DisclosurePolicy()
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_POLICY_BYTES + 1)
-    except FileNotFoundError:
-        return DisclosurePolicy()
+        raw = read_capped(path, MAX_POLICY_BYTES)
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read the disclosure policy: {exc.strerror}") from exc
-    if len(raw) > MAX_POLICY_BYTES:
-        raise PolicyError(f"{path}: a disclosure policy is at most {MAX_POLICY_BYTES} bytes")
+    except TooLarge:
+        raise PolicyError(
+            f"{path}: a disclosure policy is at most {MAX_POLICY_BYTES} bytes"
+        ) from None
+    if raw is None:
+        return DisclosurePolicy()
     try:
         data = yaml.safe_load(raw)
     except yaml.YAMLError as exc:

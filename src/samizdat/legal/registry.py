@@ -23,6 +23,7 @@ from samizdat.core.jurisdictions import KNOWN_JURISDICTIONS
 from samizdat.crypto.custody_keys import KeyFormatError
 from samizdat.crypto.private_files import write_private
 from samizdat.crypto.signing_keys import decode_public_key, encode_public_key
+from samizdat.legal.files import TooLarge, read_capped
 
 #: Where the server keeps the registry, relative to its data directory.
 REGISTRY_FILE = Path("legal") / "courts.json"
@@ -90,14 +91,15 @@ class CourtRegistry:
         (bad JSON, wrong shape, a bad jurisdiction, name or key, or a key registered twice).
         """
         try:
-            with path.open("rb") as handle:
-                data = handle.read(MAX_REGISTRY_BYTES + 1)
-        except FileNotFoundError:
-            return cls()
+            data = read_capped(path, MAX_REGISTRY_BYTES)
         except OSError as exc:
             raise RegistryError(f"cannot read the court registry {path}: {exc.strerror}") from exc
-        if len(data) > MAX_REGISTRY_BYTES:
-            raise RegistryError(f"the court registry {path} is over {MAX_REGISTRY_BYTES} bytes")
+        except TooLarge:
+            raise RegistryError(
+                f"the court registry {path} is over {MAX_REGISTRY_BYTES} bytes"
+            ) from None
+        if data is None:
+            return cls()
         try:
             parsed = orjson.loads(data)
         except orjson.JSONDecodeError as exc:

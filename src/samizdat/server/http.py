@@ -20,12 +20,12 @@ from samizdat.server.deps import Anonymous, Caller
 from samizdat.server.rpc import Dispatcher
 
 
-def _json(obj: Any, status: int = 200) -> Response:
+def json_response(obj: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(obj), status_code=status, media_type="application/json")
 
 
 def error_response(exc: SamizdatError) -> Response:
-    return _json({"error": exc.to_wire()}, HTTP_STATUS[exc.code])
+    return json_response({"error": exc.to_wire()}, HTTP_STATUS[exc.code])
 
 
 async def read_capped(request: Request, limit: int) -> bytes:
@@ -85,7 +85,7 @@ def add_rpc_routes(app: FastAPI, dispatcher: Dispatcher) -> None:
                     who = await dispatcher.auth.authenticate(_device_token(request), ip)
                     dispatcher.check_rate(who)
                 params = dispatcher.parse(spec, await _body(request, limit))
-                return _json(await dispatcher.call(spec, who, params))
+                return json_response(await dispatcher.call(spec, who, params))
             except SamizdatError as exc:
                 return error_response(exc)
 
@@ -146,4 +146,11 @@ def install_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-__all__ = ["add_rpc_routes", "bearer_token", "error_response", "install_openapi", "read_capped"]
+__all__ = [
+    "add_rpc_routes",
+    "bearer_token",
+    "error_response",
+    "install_openapi",
+    "json_response",
+    "read_capped",
+]

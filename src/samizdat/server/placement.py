@@ -365,9 +365,6 @@ class DcRouter:
         """Targets homed in ``store``'s DC, and (home DC, user, ref) for the rest."""
         if self._single is not None or not targets:
             return list(targets), []
-        known = self._user_dc
-        if all(known.get(u) is store for u, _ in targets):  # the usual case: all homed here
-            return list(targets), []
         homes = await self.homes(u for u, _ in targets)
         local = [(u, r) for u, r in targets if homes.get(u) is store]
         remote = [

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -28,7 +26,7 @@ from starlette.responses import HTMLResponse, Response
 from samizdat.crypto.custody_keys import b64
 from samizdat.crypto.signing_keys import encode_public_key
 from samizdat.protocol.errors import ErrorCode, InternalError, ProtocolError, SamizdatError
-from samizdat.server.http import error_response
+from samizdat.server.http import error_response, json_response
 from samizdat.store.transparency import TransparencyStore
 from samizdat.transparency.heads import TreeHead
 from samizdat.transparency.merkle import consistency_proof, inclusion_proof
@@ -51,10 +49,6 @@ class _NotThere(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
 def _bad(message: str) -> ProtocolError:
@@ -121,7 +115,7 @@ def add_transparency_routes(
             try:
                 return await work(request, store_of())
             except _NotThere as exc:
-                return _json({"error": {"code": exc.code, "message": exc.message}}, 404)
+                return json_response({"error": {"code": exc.code, "message": exc.message}}, 404)
             except SamizdatError as exc:
                 return error_response(exc)
 
@@ -136,7 +130,7 @@ def add_transparency_routes(
                 raise _NotThere(NO_SUCH_HEAD, f"no tree head was signed at size {size}")
         else:
             found = await _latest(store)
-        return _json({**found.model_dump(), "log_key": log_key})
+        return json_response({**found.model_dump(), "log_key": log_key})
 
     async def entries(request: Request, store: TransparencyStore) -> Response:
         size = (await _latest(store)).tree_size
@@ -158,7 +152,7 @@ def add_transparency_routes(
                     "record": record.model_dump(mode="json") if record is not None else None,
                 }
             )
-        return _json({"start": start, "end": start + len(leaves), "entries": listed})
+        return json_response({"start": start, "end": start + len(leaves), "entries": listed})
 
     async def inclusion(request: Request, store: TransparencyStore) -> Response:
         latest = (await _latest(store)).tree_size
@@ -168,7 +162,9 @@ def add_transparency_routes(
         if index >= size:
             raise _bad(f"index {index} is not below size {size}")
         path = inclusion_proof(index, await _hashes(store, size))
-        return _json({"index": index, "tree_size": size, "audit_path": [b64(p) for p in path]})
+        return json_response(
+            {"index": index, "tree_size": size, "audit_path": [b64(p) for p in path]}
+        )
 
     async def consistency(request: Request, store: TransparencyStore) -> Response:
         latest = (await _latest(store)).tree_size
@@ -176,11 +172,11 @@ def add_transparency_routes(
         if not first <= second <= latest:
             raise _bad(f"need first <= second <= the log's size, {latest}")
         proof = [] if first == 0 else consistency_proof(first, await _hashes(store, second))
-        return _json({"first": first, "second": second, "proof": [b64(p) for p in proof]})
+        return json_response({"first": first, "second": second, "proof": [b64(p) for p in proof]})
 
     async def report(_: Request, store: TransparencyStore) -> Response:
         rows, undecodable = await _report(store)
-        return _json(
+        return json_response(
             {"rows": [row.model_dump() for row in rows], "undecodable_entries": undecodable}
         )
 
