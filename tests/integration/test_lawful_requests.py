@@ -59,6 +59,7 @@ class Site:
         fields: Sequence[str] = ("phone", "ip"),
         issued_ms: int | None = None,
         expires_ms: int | None = None,
+        recipient: str | None = None,
     ) -> CourtOrder:
         now = int(time.time() * 1000)
         return new_order(
@@ -71,6 +72,7 @@ class Site:
             fields=fields,
             issued_at_ms=now - 60_000 if issued_ms is None else issued_ms,
             expires_at_ms=now + 30 * DAY_MS if expires_ms is None else expires_ms,
+            recipient=recipient,
         )
 
 
@@ -274,6 +276,10 @@ def _refusals(site: Site, subject: str) -> dict[str, tuple[list[CourtOrder], str
             "FIELD_NOT_PERMITTED",
         ),
         "one jurisdiction only": ([xb], "TOO_FEW_JURISDICTIONS"),
+        "unusable recipient key": (
+            [site.order(p, "R", subject, recipient="szr1:" + "A" * 43) for p in KEEPERS_OF_XA],
+            "MALFORMED",
+        ),
         "k orders from one jurisdiction": (
             [xb, site.order("XB", "R", subject, court=SECOND_XB, key=site.keys[SECOND_XB])],
             "TOO_FEW_JURISDICTIONS",
@@ -295,6 +301,7 @@ REFUSALS = [
     "contacts",
     "keys",
     "one jurisdiction only",
+    "unusable recipient key",
     "k orders from one jurisdiction",
     "no such subject",
 ]
@@ -318,6 +325,8 @@ async def test_each_refusal_says_why_discloses_nothing_and_is_logged(site: Site,
     _, record = leaf(site, before)
     assert (record["outcome"], record["reason"], record["accounts"]) == ("refused", reason, 0)
     assert record["jurisdictions"] == sorted({o.order.jurisdiction for o in orders})
+    # Never the order's own words: a category the policy does not know is logged as "other".
+    assert record["category"] == ("other" if why == "not terrorism" else "terrorism")
     if reason != "SUBJECT_NOT_FOUND":  # no custodian was even asked
         after = {c: len(disclose_entries(site, c)) for c in asked_before}
         assert after == asked_before
@@ -534,3 +543,17 @@ async def test_a_result_sealed_to_the_authoritys_key_opens_only_with_it(
     with pytest.raises(SealedPackageError):
         RecipientKey.load(stranger).open_package("SEALED-2", sealed)
     assert RecipientKey.load(key_file).open_package("SEALED-2", sealed)
+
+
+def test_a_configured_policy_file_that_is_missing_stops_the_start(
+    fresh_server: ServerProcess,
+) -> None:
+    """Never the defaults in its place: the operator's file may be stricter than they are."""
+    fresh_server.extra_config += '\n[legal]\npolicy_file = "/nonexistent/policy.yaml"\n'
+    with pytest.raises(RuntimeError, match="exited early"):
+        fresh_server.start(wait_unsealed=False)
+    assert fresh_server.proc is not None
+    assert fresh_server.proc.returncode == 2
+    said = " ".join(fresh_server.log_path.read_text().split())
+    assert "configured disclosure policy file is missing" in said
+    assert "Traceback" not in said

@@ -24,8 +24,8 @@ from samizdat.crypto.custody_keys import NodeKey
 from samizdat.crypto.signing_keys import SigningKey
 from samizdat.legal.intake import CaseOutcome, Keeper, Located, Terms
 from samizdat.legal.orders import Subject
-from samizdat.legal.policy import DisclosurePolicy, load_policy
-from samizdat.legal.registry import CourtRegistry
+from samizdat.legal.policy import DisclosurePolicy, PolicyError, load_policy
+from samizdat.legal.registry import REGISTRY_FILE, CourtRegistry
 from samizdat.protocol.errors import SamizdatError
 from samizdat.server.placement import DcRouter, ServedDc
 from samizdat.server.settings import ServerSettings
@@ -36,7 +36,6 @@ from samizdat.transparency.records import LeafRecord, encode_leaf
 
 log = logging.getLogger(__name__)
 LEGAL_DIR = "legal"
-REGISTRY_FILE = "courts.json"
 POLICY_FILE = "policy.yaml"
 LOG_KEY_FILE = "transparency.key"
 APPEND_ATTEMPTS = 3
@@ -47,14 +46,18 @@ def legal_dir(settings: ServerSettings) -> Path:
 
 
 def registry_path(settings: ServerSettings) -> Path:
-    return legal_dir(settings) / REGISTRY_FILE
+    return settings.data_dir / REGISTRY_FILE
 
 
 def policy_path(settings: ServerSettings) -> Path | None:
     """The configured policy file, else ``DATA/legal/policy.yaml`` if there is one; None
-    means the defaults (terrorism only; phone and IP; the DC's threshold)."""
-    if settings.legal.policy_file is not None:
-        return settings.legal.policy_file
+    means the defaults (terrorism only; phone and IP; the DC's threshold). A configured file
+    that is missing is an error, never the defaults: the operator's file may be stricter."""
+    configured = settings.legal.policy_file
+    if configured is not None:
+        if not configured.exists():
+            raise PolicyError(f"{configured}: the configured disclosure policy file is missing")
+        return configured
     default = legal_dir(settings) / POLICY_FILE
     return default if default.exists() else None
 
@@ -213,7 +216,6 @@ __all__ = [
     "LEGAL_DIR",
     "LOG_KEY_FILE",
     "POLICY_FILE",
-    "REGISTRY_FILE",
     "RouterRecords",
     "Rules",
     "SqlRequestBook",

@@ -43,20 +43,16 @@ from samizdat.protocol.errors import (
     SamizdatError,
     Unavailable,
 )
-from samizdat.server.http import bearer_token, error_response, read_capped
+from samizdat.server.http import bearer_token, error_response, json_response, read_capped
 from samizdat.server.legal import RouterRecords, Rules, SqlRequestBook, load_rules
 from samizdat.server.placement import DcRouter, ServedDc
-from samizdat.server.settings import ServerSettings
+from samizdat.server.settings import ConfigError, ServerSettings
 from samizdat.server.transparency_http import add_transparency_routes
 from samizdat.store.transparency import TransparencyStore
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 512 * 1024
 MAX_ORDERS = 16  # a leaf names at most 16 jurisdictions
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
 def _bad(message: str) -> ProtocolError:
@@ -202,7 +198,7 @@ def add_legal_routes(
             outcomes = await desk.decide(reviews, rules.terms)
         except SamizdatError as exc:
             return error_response(exc)
-        return _json({"cases": [outcome_json(o) for o in outcomes]})
+        return json_response({"cases": [outcome_json(o) for o in outcomes]})
 
     async def operator(request: Request) -> Response:
         try:
@@ -216,13 +212,13 @@ def add_legal_routes(
         info = operator_info(settings, rules, shown)
         wants_json = "application/json" in request.headers.get("accept", "")
         if wants_json or request.query_params.get("format") == "json":
-            return _json(info)
+            return json_response(info)
         return HTMLResponse(_page(info))
 
     async def requests(request: Request) -> Response:
         if not admin.matches(bearer_token(request)):
             return error_response(AuthError("this needs the operator's admin token"))
-        return _json({"requests": await book.requests()})
+        return json_response({"requests": await book.requests()})
 
     app.add_route("/legal/orders", submit, methods=["POST"], include_in_schema=False)
     app.add_route("/legal", operator, methods=["GET"], include_in_schema=False)
@@ -239,6 +235,10 @@ def install_legal(
 ) -> None:
     """The intake, the operator page and the transparency log, kept in the default DC's
     database (public records only) and signed with ``log_key``."""
+    try:  # a broken registry or policy stops the start, rather than a request later
+        load_rules(settings)
+    except ValueError as exc:
+        raise ConfigError(f"lawful requests: {exc}") from exc
     default = next(dc for dc in served if dc.settings.id == settings.dc.id)
     store = TransparencyStore(default.store.db)
     book = SqlRequestBook(store, log_key)

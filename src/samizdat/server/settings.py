@@ -107,14 +107,18 @@ class ServerSettings(Section):
     @model_validator(mode="before")
     @classmethod
     def _embedded_topology(cls, data: object) -> object:
-        """No DCs and no custodians configured: the embedded default for the data directory
-        (``topology.embedded_layout``); what is configured, homing say, still wins."""
-        if not isinstance(data, dict) or "dcs" in data or "custodians" in data:
+        """DCs or custodians not configured: the embedded default's, for the data directory
+        (``topology.embedded_layout``: three DCs, or the one-DC layout an old directory was
+        made with). What is configured wins; the default homing applies only to default DCs."""
+        if not isinstance(data, dict) or ("dcs" in data and "custodians" in data):
             return data
         data_dir = data.get("data_dir", cls.model_fields["data_dir"].default)
         if not isinstance(data_dir, str | Path):
             return data  # the field's own validation reports it
-        return {**embedded_layout(Path(data_dir)), **data}
+        layout = embedded_layout(Path(data_dir))
+        if "dcs" in data:
+            layout.pop("homing", None)
+        return {**layout, **data}
 
     @model_validator(mode="after")
     def _check_topology(self) -> Self:

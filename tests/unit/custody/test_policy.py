@@ -515,3 +515,19 @@ def test_an_order_naming_a_user_id_never_binds() -> None:
     order = COURT.order(subject="user:1")
     request = disclose_request(PHONE_ENVELOPE, order, custodian=CUSTODIAN, resolved_user=1)
     assert disclose(request, order_users={order_digest(order): 2}).binds is False
+
+
+def test_an_unseal_requests_signature_never_passes_for_a_disclosure() -> None:
+    """The signed bytes include the request's ``kind``: a node's signature on an unseal
+    request, with the same nonce and time, opens no identity record."""
+    unseal_signed = signed_unseal(NODE, DC_ENVELOPE, custodian=CUSTODIAN, dc=DC)
+    asked = disclose_request(PHONE_ENVELOPE, COURT.order(), custodian=CUSTODIAN).request
+    same_moment = asked.model_copy(
+        update={
+            "nonce": unseal_signed.request.nonce,
+            "issued_at_ms": unseal_signed.request.issued_at_ms,
+            "requester_key": unseal_signed.request.requester_key,
+        }
+    )
+    borrowed = SignedDisclose(request=same_moment, signature=unseal_signed.signature)
+    assert refusal(lambda: disclose(borrowed)).code is RefusalCode.BAD_SIGNATURE

@@ -344,3 +344,14 @@ def test_a_configuration_error_names_the_problem_without_printing_other_values(
     message = refused(tmp_path, text, "'mars' is not a configured DC")
     assert "hunter2" not in message
     assert "Value error" not in message
+
+
+def test_custodians_configured_alone_keep_the_data_directorys_dcs(tmp_path: Path) -> None:
+    """Moving an old one-DC install's custodians out of process configures only
+    ``[[custodians]]``: its DC stays ``local``, not the three-DC default."""
+    (tmp_path / "dc-local.sqlite3").write_bytes(b"")
+    places = {"custodian-xb": "XB", "custodian-xc": "XC", "custodian-xd": "XD"}
+    custodians = [{"id": cid, "jurisdiction": place} for cid, place in places.items()]
+    settings = load(tmp_path, toml(dcs=[], custodians=custodians), data_dir=tmp_path)
+    assert [d.id for d in settings.dcs] == ["local"]
+    assert settings.homing.prefixes == {}
